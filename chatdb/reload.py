@@ -1,0 +1,107 @@
+"""The post-migration hook that makes PostgREST reload its schema cache.
+
+PostgREST LISTENs on its ``db-channel`` (default ``pgrst``); the payload
+``reload schema`` makes it rebuild the schema cache. PostgreSQL delivers a NOTIFY
+sent inside a transaction only at commit, and never when the transaction rolls
+back, so the hook sends it as the last statement of the run's transaction: a
+failed run sends nothing, a successful one exactly one notification.
+
+Use from env.py::
+
+    hook = ReloadHook.from_options(x_args, os.environ)
+    context.configure(..., on_version_apply=hook.on_version_apply)
+    with context.begin_transaction():
+        context.run_migrations()
+        hook.send_if_applied(context)
+    hook.report_sent()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("chatdb.reload")
+
+DEFAULT_CHANNEL = "pgrst"
+CHANNEL_ENV = "PGRST_DB_CHANNEL"
+PAYLOAD = "reload schema"
+_SIMPLE_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_$]*$")
+FALSE_WORDS = {"0", "false", "no", "off"}
+TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """Read an on/off option; an unknown word is an error, not a silent default."""
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"-x {name}={value!r} is not a boolean: use true or false")
+
+
+def quote_channel(channel: str) -> str:
+    """The channel as a SQL identifier: bare when PostgreSQL would fold it unchanged."""
+    if _SIMPLE_IDENTIFIER.match(channel):
+        return channel
+    return '"' + channel.replace('"', '""') + '"'
+
+
+def notify_statement(channel: str) -> str:
+    """``NOTIFY <channel>, 'reload schema'`` with the channel quoted as needed."""
+    return f"NOTIFY {quote_channel(channel)}, '{PAYLOAD}'"
+
+
+@dataclass
+class ReloadHook:
+    """Counts applied revisions and sends one reload notification if there were any."""
+
+    channel: str = DEFAULT_CHANNEL
+    enabled: bool = True
+    applied: list[str] = field(default_factory=list)
+    sent: bool = False
+
+    @classmethod
+    def from_options(
+        cls, x_args: Mapping[str, str], environ: Mapping[str, str] | None = None
+    ) -> ReloadHook:
+        """Build from ``-x pgrst_channel=..``/``-x pgrst_reload=..`` and PGRST_DB_CHANNEL."""
+        environ = os.environ if environ is None else environ
+        channel = x_args.get("pgrst_channel") or environ.get(CHANNEL_ENV) or DEFAULT_CHANNEL
+        enabled = parse_bool("pgrst_reload", x_args.get("pgrst_reload", "true"))
+        return cls(channel=channel, enabled=enabled)
+
+    def on_version_apply(self, *, step: Any, **_: Any) -> None:
+        """Alembic's on_version_apply callback: remember each applied (not stamped) step."""
+        if not step.is_stamp:
+            self.applied.append(step.up_revision_id)
+
+    def send_if_applied(self, context: Any) -> bool:
+        """Emit the NOTIFY through the migration context, inside the run's transaction.
+
+        Online it runs on the connection, so PostgreSQL delivers it at commit; with
+        ``--sql`` it becomes the last statement of the script.
+        """
+        if not (self.enabled and self.applied):
+            return False
+        context.execute(notify_statement(self.channel))
+        self.sent = True
+        return True
+
+    def report_sent(self) -> None:
+        """The one log line, written once the transaction that carries the NOTIFY committed."""
+        if self.sent:
+            log.info(
+                "PostgREST schema reload sent: NOTIFY on channel %r with payload %r",
+                self.channel,
+                PAYLOAD,
+            )
+        elif self.enabled:
+            log.info("No revision applied: no PostgREST schema reload sent")
+        else:
+            log.info("PostgREST schema reload disabled (-x pgrst_reload=false)")

@@ -1,0 +1,109 @@
+"""Test-side helpers: URLs of test databases, running Alembic in-process or as the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from alembic import command
+
+from chatdb.project import alembic_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+ALEMBIC = str(Path(sys.executable).with_name("alembic"))
+
+
+@dataclass(frozen=True)
+class Server:
+    """What pytest-postgresql's noproc factory reads from the fixture it depends on."""
+
+    host: str
+    port: int
+    user: str = "postgres"
+    password: str | None = None
+    options: str = ""
+    maintenance_dbname: str = "postgres"
+    template_dbname: None = None
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
+
+
+@dataclass
+class Database:
+    """A test database: its URL and an autocommit psycopg connection to it."""
+
+    url: str
+    conn: psycopg.Connection
+
+    def scalar(self, sql: str, params: tuple = ()):  # noqa: ANN201
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
+
+
+def database_of(conn: psycopg.Connection) -> Database:
+    """Wrap pytest-postgresql's connection: autocommit, so a test never holds locks."""
+    conn.autocommit = True
+    info = conn.info
+    return Database(url=f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}", conn=conn)
+
+
+def run_sql_file(url: str, name: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute((SQL_DIR / name).read_text())
+
+
+@contextmanager
+def database_url(url: str) -> Iterator[None]:
+    """Set DATABASE_URL for an in-process Alembic command, then put it back."""
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["DATABASE_URL"]
+        else:
+            os.environ["DATABASE_URL"] = previous
+
+
+def migrate(url: str, target: str = "head", *, x: list[str] | None = None, down: bool = False):
+    """Run ``alembic upgrade/downgrade`` in-process; returns the Alembic Config used."""
+    config = alembic_config(x_args=x)
+    config.attributes["configure_logger"] = False
+    with database_url(url):
+        (command.downgrade if down else command.upgrade)(config, target)
+    return config
+
+
+def alembic_cli(*args: str, url: str | None = None, env: dict[str, str] | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real ``alembic`` command line in the project root, as a deploy would."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
+    if url is not None:
+        environ["DATABASE_URL"] = url
+    environ.update(env or {})
+    return subprocess.run(
+        [ALEMBIC, *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def loader(*steps):  # noqa: ANN201
+    """A pytest-postgresql ``load`` callable that runs ``steps(url)`` on the template."""
+
+    def load(host: str, port: int, user: str, dbname: str, password: str | None = None, **_):
+        url = f"postgresql://{user}@{host}:{port}/{dbname}"
+        for step in steps:
+            step(url)
+
+    return load
