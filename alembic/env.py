@@ -24,11 +24,8 @@ config.attributes["reload_hook"] = reload_hook
 
 common_options = dict(
     target_metadata=Base.metadata,
-    include_object=autogen.include_object,
-    process_revision_directives=autogen.process_revision_directives,
-    compare_type=True,
-    compare_server_default=True,
     on_version_apply=reload_hook.on_version_apply,
+    **autogen.configure_options(),
 )
 
 

@@ -17,6 +17,16 @@ from models import EXTERNAL_TABLES
 VERSION_TABLE = "alembic_version"
 
 
+def configure_options() -> dict[str, Any]:
+    """Options env.py passes to ``context.configure`` for autogenerate and new revisions."""
+    return dict(
+        include_object=include_object,
+        process_revision_directives=process_revision_directives,
+        compare_type=True,
+        compare_server_default=True,
+    )
+
+
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Alembic's include_object: leave out tables that are not the chat system's."""
     if type_ == "table":
