@@ -73,5 +73,6 @@ def stop(*, delete: bool = False) -> str:
     link = state_dir() / "pgdata"
     if link.is_symlink():
         link.unlink()
+        shutil.rmtree(cluster.datadir.parent, ignore_errors=True)  # our chatdb-<hash> folder
     (state_dir() / STATE_FILE).unlink(missing_ok=True)
     return f"Stopped and deleted the local PostgreSQL in {cluster.datadir}."

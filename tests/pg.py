@@ -43,11 +43,11 @@ class Database:
     url: str
     conn: psycopg.Connection
 
-    def scalar(self, sql: str, params: tuple = ()):  # noqa: ANN201
+    def scalar(self, sql: str, params: tuple | None = None):  # noqa: ANN201
         row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
-    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def rows(self, sql: str, params: tuple | None = None) -> list[tuple]:
         return self.conn.execute(sql, params).fetchall()
 
 
@@ -107,3 +107,27 @@ def loader(*steps):  # noqa: ANN201
             step(url)
 
     return load
+
+
+class Listener:
+    """A connection LISTENing on a channel, standing in for PostgREST."""
+
+    def __init__(self, url: str, channel: str = "pgrst") -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute(f'LISTEN "{channel}"')
+
+    def received(self, wait: float = 0.5) -> list[tuple[str, str]]:
+        """Every (channel, payload) delivered so far, waiting ``wait`` seconds for more."""
+        return [(n.channel, n.payload) for n in self.conn.notifies(timeout=wait)]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@contextmanager
+def listening(url: str, channel: str = "pgrst") -> Iterator[Listener]:
+    listener = Listener(url, channel)
+    try:
+        yield listener
+    finally:
+        listener.close()

@@ -1,0 +1,126 @@
+"""Issue 2 (e): the PostgREST reload notification after a migration run."""
+
+import pytest
+
+from chatdb.reload import ReloadHook, notify_statement, parse_bool, quote_channel
+from tests.pg import alembic_cli, listening, migrate
+
+RELOAD = ("pgrst", "reload schema")
+
+
+# The hook's pieces, without a database.
+
+def test_channel_is_quoted_only_when_needed():
+    assert quote_channel("pgrst") == "pgrst"
+    assert quote_channel("My Channel") == '"My Channel"'
+    assert quote_channel('a"b') == '"a""b"'
+
+
+def test_notify_statement():
+    assert notify_statement("pgrst") == "NOTIFY pgrst, 'reload schema'"
+
+
+def test_channel_option_beats_environment_beats_default():
+    assert ReloadHook.from_options({}, {}).channel == "pgrst"
+    assert ReloadHook.from_options({}, {"PGRST_DB_CHANNEL": "env_ch"}).channel == "env_ch"
+    assert ReloadHook.from_options(
+        {"pgrst_channel": "x_ch"}, {"PGRST_DB_CHANNEL": "env_ch"}
+    ).channel == "x_ch"
+
+
+def test_reload_can_be_turned_off_and_rejects_unknown_words():
+    assert ReloadHook.from_options({"pgrst_reload": "false"}, {}).enabled is False
+    assert parse_bool("pgrst_reload", "ON") is True
+    with pytest.raises(ValueError, match="pgrst_reload"):
+        parse_bool("pgrst_reload", "maybe")
+
+
+# Against a real server: what a LISTENing PostgREST would receive.
+
+def test_upgrade_sends_exactly_one_reload(empty_db):
+    with listening(empty_db.url) as postgrest:
+        migrate(empty_db.url, "head")
+        assert postgrest.received() == [RELOAD]
+
+
+def test_no_op_upgrade_sends_nothing(head_db):
+    with listening(head_db.url) as postgrest:
+        config = migrate(head_db.url, "head")
+        assert postgrest.received() == []
+    assert config.attributes["reload_hook"].applied == []
+
+
+def test_downgrade_sends_one_reload(head_db):
+    with listening(head_db.url) as postgrest:
+        migrate(head_db.url, "000", down=True)
+        assert postgrest.received() == [RELOAD]
+
+
+def test_failed_run_sends_nothing_and_changes_nothing(empty_db):
+    """000 and 004 succeed, 008's backfill fails: no notification, nothing left behind."""
+    empty_db.conn.execute(
+        """
+        CREATE TABLE chat_conversations (
+          id uuid PRIMARY KEY, order_id uuid, website_id uuid NOT NULL,
+          customer_phone text, status text, updated_at timestamptz);
+        INSERT INTO chat_conversations (id, website_id)
+          VALUES ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000002');
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+          AS $$ BEGIN RAISE EXCEPTION 'updates refused by test'; END $$;
+        CREATE TRIGGER refuse BEFORE UPDATE ON chat_conversations
+          FOR EACH ROW EXECUTE FUNCTION refuse();
+        """
+    )
+    with listening(empty_db.url) as postgrest:
+        result = alembic_cli("upgrade", "head", url=empty_db.url)
+        assert result.returncode != 0
+        assert postgrest.received() == []
+    assert "updates refused by test" in result.stderr
+    assert empty_db.scalar("SELECT to_regclass('alembic_version')::text") is None
+    assert empty_db.scalar("SELECT to_regclass('websites')::text") is None
+    assert empty_db.scalar("SELECT to_regclass('chat_messages')::text") is None
+
+
+def test_channel_option_is_honoured(empty_db):
+    with listening(empty_db.url, "pgrst") as default, listening(empty_db.url, "my_api") as custom:
+        migrate(empty_db.url, "head", x=["pgrst_channel=my_api"])
+        assert custom.received() == [("my_api", "reload schema")]
+        assert default.received(wait=0.1) == []
+
+
+def test_channel_from_environment_is_honoured(empty_db):
+    with listening(empty_db.url, "from_env") as postgrest:
+        result = alembic_cli("upgrade", "head", url=empty_db.url, env={"PGRST_DB_CHANNEL": "from_env"})
+        assert result.returncode == 0, result.stderr
+        assert postgrest.received() == [("from_env", "reload schema")]
+
+
+def test_reload_off_sends_nothing(empty_db):
+    with listening(empty_db.url) as postgrest:
+        migrate(empty_db.url, "head", x=["pgrst_reload=false"])
+        assert postgrest.received() == []
+
+
+def test_one_log_line_names_the_channel(empty_db):
+    result = alembic_cli("-x", "pgrst_channel=api", "upgrade", "head", url=empty_db.url)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "reload" in line.lower()]
+    assert lines == [
+        "INFO  [chatdb.reload] PostgREST schema reload sent: NOTIFY on channel 'api' "
+        "with payload 'reload schema'"
+    ]
+
+
+def test_offline_sql_ends_with_the_notify():
+    result = alembic_cli("upgrade", "head", "--sql")
+    assert result.returncode == 0, result.stderr
+    statements = [s.strip() for s in result.stdout.split(";") if s.strip()]
+    assert statements[-2:] == ["NOTIFY pgrst, 'reload schema'", "COMMIT"]
+
+
+def test_offline_sql_honours_channel_and_off_switch():
+    custom = alembic_cli("-x", "pgrst_channel=Api Chan", "upgrade", "head", "--sql")
+    assert "NOTIFY \"Api Chan\", 'reload schema';" in custom.stdout
+    off = alembic_cli("-x", "pgrst_reload=false", "upgrade", "head", "--sql")
+    assert off.returncode == 0, off.stderr
+    assert "NOTIFY" not in off.stdout
