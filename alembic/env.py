@@ -1,7 +1,8 @@
 """Alembic environment of the chat schema: a thin script.
 
-Behaviour lives in named modules: the connection and its failures in
-``chatdb.runtime``, the PostgREST reload in ``chatdb.reload``, what autogenerate
+Behaviour lives in named modules: the connection, the migration lock, the run's
+timeouts and lock retries, and failures in ``chatdb.runtime`` (see
+README.md, "Deploying"), the PostgREST reload in ``chatdb.reload``, what autogenerate
 compares in ``chatdb.autogen``. Options come from ``-x key=value`` and the
 environment (DATABASE_URL, PGRST_DB_CHANNEL).
 """
@@ -10,7 +11,7 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from chatdb import autogen, runtime
+from chatdb import autogen, locking, runtime
 from chatdb.reload import ReloadHook
 from models import Base
 
@@ -30,7 +31,8 @@ common_options = dict(
 
 
 def run_migrations_offline() -> None:
-    """``--sql``: write the script; it ends with the reload NOTIFY when it applies anything."""
+    """``--sql``: write the script. It starts with the run's timeouts and ends with the
+    reload NOTIFY when it applies anything."""
     context.configure(
         url=runtime.offline_url(),
         literal_binds=True,
@@ -38,18 +40,28 @@ def run_migrations_offline() -> None:
         **common_options,
     )
     with context.begin_transaction():
+        for statement in locking.timeout_statements(locking.DeployOptions.from_x(x_args)):
+            context.execute(statement)
         context.run_migrations()
         reload_hook.send_if_applied(context)
 
 
 def run_migrations_online() -> None:
-    """One transaction for the whole run; the NOTIFY is its last statement."""
-    with runtime.migration_connection(config.attributes) as connection:
-        context.configure(connection=connection, **common_options)
+    """Under the migration lock, one transaction for the whole run, retried whole after a
+    lock timeout (chatdb.runtime). Each attempt counts its own revisions; the NOTIFY is
+    the last statement of the attempt that commits, and chatdb up reads that attempt's hook."""
+
+    def attempt(connection) -> None:
+        hook = config.attributes["reload_hook"] = ReloadHook.from_options(x_args)
+        context.configure(
+            connection=connection, **{**common_options, "on_version_apply": hook.on_version_apply}
+        )
         with context.begin_transaction():
             context.run_migrations()
-            reload_hook.send_if_applied(context)
-    reload_hook.report_sent()
+            hook.send_if_applied(context)
+
+    runtime.run_online(config.attributes, x_args, attempt)
+    config.attributes["reload_hook"].report_sent()
 
 
 if context.is_offline_mode():

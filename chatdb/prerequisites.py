@@ -81,28 +81,48 @@ def failing(connection: Connection, checks: tuple[Check, ...] = CHECKS) -> list[
     return [check for check, ok in zip(checks, row, strict=True) if not ok]
 
 
+def _absent_tables(failed: list[Check]) -> set[str]:
+    return {check.name.removeprefix("table ") for check in failed if check.part_of is None}
+
+
 def missing(connection: Connection) -> list[str]:
-    """Names of every prerequisite that is not in place."""
-    return [check.name for check in failing(connection)]
+    """Names of every prerequisite that is not in place. A column or key of an absent
+    table is not listed on its own: "table X" says it all."""
+    failed = failing(connection)
+    absent = _absent_tables(failed)
+    return [check.name for check in failed if check.part_of not in absent]
+
+
+CANNOT_ADD = "its table exists without it, so revision 000 cannot add it"
 
 
 def unrepairable(connection: Connection) -> list[str]:
     """When an existing table lacks a column or key that 004 needs, revision 000 cannot
-    create it: return every missing name then (so one message lists them all), else []."""
+    create it: return every missing name then (so one message lists them all, those
+    marked that need a hand), else []."""
     failed = failing(connection)
-    absent_tables = {check.name.removeprefix("table ") for check in failed if check.part_of is None}
-    broken = [c for c in failed if c.part_of is not None and c.part_of not in absent_tables]
-    return [check.name for check in failed] if broken else []
+    absent = _absent_tables(failed)
+    if not any(c.part_of is not None and c.part_of not in absent for c in failed):
+        return []
+    return [
+        f"{check.name} ({CANNOT_ADD})" if check.part_of else check.name
+        for check in failed
+        if check.part_of not in absent
+    ]
 
 
 class MissingPrerequisites(CommandError):
     """Raised before 004 changes anything when something it depends on is absent."""
 
     def __init__(self, names: list[str]) -> None:
+        if any(CANNOT_ADD in name for name in names):
+            advice = "add what the existing tables lack (revision 000 creates the rest)"
+        else:
+            advice = "create them (revision 000 does on plain PostgreSQL; Supabase provides them)"
         super().__init__(
             "Migration 004 needs what an earlier migration (or Supabase) provides, and "
             f"this database lacks {len(names)} of it: " + "; ".join(names)
-            + ". Nothing was changed; create them (revision 000 does on plain PostgreSQL) and re-run."
+            + f". Nothing was changed: {advice}, and re-run."
         )
         self.names = names
 

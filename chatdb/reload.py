@@ -25,24 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatdb import options
+
 log = logging.getLogger("chatdb.reload")
 
 DEFAULT_CHANNEL = "pgrst"
 CHANNEL_ENV = "PGRST_DB_CHANNEL"
 PAYLOAD = "reload schema"
 _SIMPLE_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_$]*$")
-FALSE_WORDS = {"0", "false", "no", "off"}
-TRUE_WORDS = {"1", "true", "yes", "on"}
-
-
-def parse_bool(name: str, value: str) -> bool:
-    """Read an on/off option; an unknown word is an error, not a silent default."""
-    word = value.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ValueError(f"-x {name}={value!r} is not a boolean: use true or false")
 
 
 def quote_channel(channel: str) -> str:
@@ -73,7 +63,7 @@ class ReloadHook:
         """Build from ``-x pgrst_channel=..``/``-x pgrst_reload=..`` and PGRST_DB_CHANNEL."""
         environ = os.environ if environ is None else environ
         channel = x_args.get("pgrst_channel") or environ.get(CHANNEL_ENV) or DEFAULT_CHANNEL
-        enabled = parse_bool("pgrst_reload", x_args.get("pgrst_reload", "true"))
+        enabled = options.flag(x_args, "pgrst_reload", default=True)
         return cls(channel=channel, enabled=enabled)
 
     def on_version_apply(self, *, step: Any, **_: Any) -> None:

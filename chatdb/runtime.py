@@ -1,26 +1,33 @@
-"""The connection a migration run uses: from DATABASE_URL, with clear failures.
+"""How a migration run meets the database: from DATABASE_URL, safely, with clear failures.
 
-env.py calls :func:`migration_connection`; everything it needs to know about URLs
-and failures lives here and in :mod:`chatdb.urls` / :mod:`chatdb.failures`.
+env.py calls :func:`run_online` with a function that runs one attempt (configure,
+one transaction, run_migrations). This module connects (refusing the transaction
+pooler, :mod:`chatdb.pooler`), takes the migration lock and sets the run's timeouts
+(:mod:`chatdb.locking`), retries the whole attempt when a lock was not available,
+and turns every failure into one sentence (:mod:`chatdb.failures`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from chatdb import locking
 from chatdb.failures import connection_failure, statement_failure
+from chatdb.pooler import refuse_transaction_pooler
 from chatdb.urls import DatabaseUrlError, database_url_from_env
 
 OFFLINE_PLACEHOLDER_URL = "postgresql+psycopg2://offline/placeholder"
+APPLICATION_NAME = "chatdb migrate"
+T = TypeVar("T")
 
 
 def offline_url() -> str:
@@ -57,23 +64,37 @@ class RunningStep(logging.Handler):
             logger.setLevel(previous_level)
 
 
-@contextmanager
-def migration_connection(attributes: dict[str, Any]) -> Iterator[Connection]:
-    """Yield the connection to migrate with; translate failures into CommandError.
+def connect_args(url: URL) -> dict[str, Any]:
+    """psycopg2 options unless DATABASE_URL sets them: a deploy that cannot reach the
+    server fails after 10 s instead of hanging, and names itself in pg_stat_activity."""
+    defaults = {"connect_timeout": 10, "application_name": APPLICATION_NAME}
+    return {key: value for key, value in defaults.items() if key not in url.query}
+
+
+def run_online(attributes: dict[str, Any], x_args: dict[str, str],
+               attempt: Callable[[Connection], T]) -> T:
+    """Run ``attempt`` (configure + one transaction + run_migrations) safely; see the
+    module docstring. Failures become a CommandError of one sentence.
 
     A connection passed in ``config.attributes["connection"]`` (tests, embedding
-    tools) is used as it is; otherwise one is opened from DATABASE_URL.
+    tools) is used as it is, once: its owner manages locks and transactions.
     """
     given = attributes.get("connection")
     if given is not None:
-        yield given
-        return
+        return attempt(given)
+    opts = locking.DeployOptions.from_x(x_args)
     try:
         url = database_url_from_env()
     except DatabaseUrlError as exc:
         raise CommandError(str(exc)) from None
-    engine = create_engine(url, poolclass=pool.NullPool)
+    refuse_transaction_pooler(url, x_args)
+    engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_args(url))
     running = RunningStep()
+
+    def fresh_attempt(connection: Connection) -> T:
+        running.step = None
+        return attempt(connection)
+
     try:
         try:
             connection = engine.connect()
@@ -81,7 +102,10 @@ def migration_connection(attributes: dict[str, Any]) -> Iterator[Connection]:
             raise CommandError(connection_failure(url, exc)) from None
         with connection, running.watching():
             try:
-                yield connection
+                locking.acquire(connection, opts)
+                return locking.with_lock_retries(
+                    connection, opts, fresh_attempt, lambda: running.step
+                )
             except DBAPIError as exc:
                 raise CommandError(statement_failure(exc, running.step)) from None
     finally:

@@ -2,7 +2,9 @@
 
 import pytest
 
-from chatdb.reload import ReloadHook, notify_statement, parse_bool, quote_channel
+from alembic.util import CommandError
+
+from chatdb.reload import ReloadHook, notify_statement, quote_channel
 from tests.pg import alembic_cli, listening, migrate
 
 RELOAD = ("pgrst", "reload schema")
@@ -30,9 +32,18 @@ def test_channel_option_beats_environment_beats_default():
 
 def test_reload_can_be_turned_off_and_rejects_unknown_words():
     assert ReloadHook.from_options({"pgrst_reload": "false"}, {}).enabled is False
-    assert parse_bool("pgrst_reload", "ON") is True
-    with pytest.raises(ValueError, match="pgrst_reload"):
-        parse_bool("pgrst_reload", "maybe")
+    assert ReloadHook.from_options({"pgrst_reload": "ON"}, {}).enabled is True
+    with pytest.raises(CommandError, match="pgrst_reload='maybe' is not a boolean"):
+        ReloadHook.from_options({"pgrst_reload": "maybe"}, {})
+
+
+def test_unknown_reload_word_is_one_line_from_the_cli():
+    result = alembic_cli("-x", "pgrst_reload=maybe", "upgrade", "head", "--sql")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.strip() == (
+        "FAILED: -x pgrst_reload='maybe' is not a boolean: use true or false."
+    )
 
 
 # Against a real server: what a LISTENing PostgREST would receive.
@@ -75,7 +86,7 @@ def test_failed_run_sends_nothing_and_changes_nothing(empty_db):
         result = alembic_cli("upgrade", "head", url=empty_db.url)
         assert result.returncode != 0
         assert postgrest.received() == []
-    assert "updates refused by test" in result.stderr
+    assert "updates refused by test" in result.stdout
     assert empty_db.scalar("SELECT to_regclass('alembic_version')::text") is None
     assert empty_db.scalar("SELECT to_regclass('websites')::text") is None
     assert empty_db.scalar("SELECT to_regclass('chat_messages')::text") is None

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from alembic import context, op
 
-from chatdb import prerequisites
+from chatdb import guards, prerequisites
 
 revision: str = "000"
 down_revision: str | Sequence[str] | None = None
@@ -131,6 +131,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    guards.refuse_data_loss(
+        "downgrade 000 -> base", ("websites", "delivery_orders"), marker=MARKER
+    )
     for table in ("delivery_orders", "websites"):
         op.execute(f"""
             DO $$

@@ -1,0 +1,85 @@
+"""Issue 3 (7): a downgrade that would drop chat tables holding rows refuses, with the
+row counts, unless -x allow_data_loss=true; written with --sql, the script refuses."""
+
+import subprocess
+
+from chatdb.localpg import bindir
+from tests.deploying import dump
+from tests.pg import alembic_cli
+from tests.test_bad_input import failure_line
+
+
+def add_chat_rows(db) -> None:
+    """One conversation with two messages; no participant."""
+    website = db.scalar("INSERT INTO websites DEFAULT VALUES RETURNING id")
+    conversation = db.scalar(
+        "INSERT INTO chat_conversations (website_id, customer_id) VALUES (%s, 'c1') RETURNING id",
+        (website,),
+    )
+    for sender in ("customer", "owner"):
+        db.conn.execute(
+            "INSERT INTO chat_messages (conversation_id, sender_type) VALUES (%s, %s)",
+            (conversation, sender),
+        )
+
+
+def test_downgrade_refuses_to_drop_chat_rows_and_prints_the_counts(head_db):
+    add_chat_rows(head_db)
+    before = dump(head_db.url)
+    line = failure_line(alembic_cli("downgrade", "base", url=head_db.url))
+    assert line == (
+        "FAILED: The downgrade 004 -> 000 would drop tables holding rows (chat_conversations "
+        "1 row, chat_messages 2 rows, chat_participants 0 rows); nothing was changed: back the "
+        "data up, then re-run with -x allow_data_loss=true to drop it."
+    )
+    assert dump(head_db.url) == before
+
+
+def test_allow_data_loss_drops_them(head_db):
+    add_chat_rows(head_db)
+    result = alembic_cli("-x", "allow_data_loss=true", "downgrade", "000", url=head_db.url)
+    assert result.returncode == 0, result.stderr
+    assert head_db.scalar("SELECT to_regclass('chat_messages')::text") is None
+    assert head_db.rows("SELECT version_num FROM alembic_version") == [("000",)]
+
+
+def test_empty_chat_tables_are_dropped_without_the_option(head_db):
+    result = alembic_cli("downgrade", "000", url=head_db.url)
+    assert result.returncode == 0, result.stderr
+    assert head_db.scalar("SELECT to_regclass('chat_conversations')::text") is None
+
+
+def test_offline_downgrade_script_refuses_when_run_against_rows(head_db):
+    add_chat_rows(head_db)
+    script = alembic_cli("downgrade", "008:000", "--sql")
+    assert script.returncode == 0, script.stderr
+    before = dump(head_db.url)
+    psql = subprocess.run(
+        [str(bindir() / "psql"), "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-d", head_db.url],
+        input=script.stdout, capture_output=True, text=True, check=False,
+    )
+    assert psql.returncode != 0
+    assert (
+        "The downgrade 004 -> 000 would drop tables holding rows (chat_conversations 1 row, "
+        "chat_messages 2 rows)" in psql.stderr
+    )
+    assert dump(head_db.url) == before
+
+
+def test_base_refuses_to_drop_websites_that_000_made_and_that_hold_rows(head_db):
+    head_db.conn.execute("INSERT INTO websites DEFAULT VALUES")
+    before = dump(head_db.url)
+    line = failure_line(alembic_cli("downgrade", "base", url=head_db.url))
+    assert line == (
+        "FAILED: The downgrade 000 -> base would drop tables holding rows (websites 1 row, "
+        "delivery_orders 0 rows); nothing was changed: back the data up, then re-run with "
+        "-x allow_data_loss=true to drop it."
+    )
+    assert dump(head_db.url) == before
+
+
+def test_base_on_supabase_does_not_count_websites_it_leaves_alone(supabase_head_db):
+    supabase_head_db.conn.execute("INSERT INTO websites DEFAULT VALUES")
+    result = alembic_cli("downgrade", "base", url=supabase_head_db.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert supabase_head_db.scalar("SELECT count(*) FROM websites") == 1
