@@ -21,14 +21,15 @@ with one message listing all that is missing.
 Downgrade removes what 004 created: the three tables (their indexes, policies,
 triggers, grants and publication membership go with them) and the function
 update_conversation_on_message(). It leaves the prerequisites, which belong to
-others, alone.
+others, alone. It refuses, with the row counts, when the tables hold rows, unless
+``-x allow_data_loss=true`` (chatdb.guards).
 """
 
 from collections.abc import Sequence
 
 from alembic import context, op
 
-from chatdb import prerequisites
+from chatdb import guards, prerequisites
 
 revision: str = "004"
 down_revision: str | Sequence[str] | None = "000"
@@ -92,6 +93,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    guards.refuse_data_loss("downgrade 004 -> 000", TABLES)
     op.execute("DROP TABLE IF EXISTS public.chat_participants")
     op.execute("DROP TABLE IF EXISTS public.chat_messages")
     op.execute("DROP TABLE IF EXISTS public.chat_conversations")
@@ -111,8 +113,11 @@ def create_tables() -> None:
           customer_name text,
           customer_phone text,
           status text DEFAULT 'active',
+          -- squawk-ignore prefer-bigint-over-int -- the spec's type, as production has it
           unread_owner integer DEFAULT 0,
+          -- squawk-ignore prefer-bigint-over-int -- the spec's type, as production has it
           unread_customer integer DEFAULT 0,
+          -- squawk-ignore prefer-bigint-over-int -- the spec's type, as production has it
           unread_rider integer DEFAULT 0,
           created_at timestamptz DEFAULT now(),
           updated_at timestamptz DEFAULT now()

@@ -1,0 +1,88 @@
+"""A drifted chat_conversations, as production had it before 008: made by an older
+script without customer_id (or with it nullable and NULL rows). Used by the tests of
+008 and by benchmarks/bench_008.py.
+
+Rows are deterministic (ids are md5 hashes of their number), so two databases built
+with the same arguments hold the same rows and can be compared value by value.
+Every tenth conversation has no phone, so both terms of the backfill formula occur.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import psycopg
+
+WEBSITES = 10
+
+
+
+def conversation_id(n: int) -> uuid.UUID:
+    """The id of conversation number ``n`` (1-based), as the builder makes it."""
+    return uuid.UUID(hashlib.md5(f"conv{n}".encode()).hexdigest())
+
+
+def make_drifted(url: str, rows: int, *, customer_id: str = "missing",
+                 phone: bool = True) -> None:
+    """Turn the chat_conversations of a database at revision 004 into a drifted one
+    holding ``rows`` conversations.
+
+    customer_id="missing": the column does not exist (its index goes with it);
+    customer_id="nullable": it exists without NOT NULL or index, and two rows in three
+    are NULL. phone=False drops customer_phone too (the formula's other form).
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        if customer_id == "missing":
+            conn.execute("ALTER TABLE chat_conversations DROP COLUMN customer_id")
+        elif customer_id == "nullable":
+            conn.execute("DROP INDEX idx_chat_conversations_customer")
+            conn.execute("ALTER TABLE chat_conversations ALTER COLUMN customer_id DROP NOT NULL")
+        else:
+            raise ValueError(f"customer_id={customer_id!r}: use 'missing' or 'nullable'")
+        if not phone:
+            conn.execute("ALTER TABLE chat_conversations DROP COLUMN customer_phone")
+        conn.execute(
+            "INSERT INTO websites (id, user_id) SELECT md5('website' || w)::uuid, "
+            "md5('user' || w)::uuid FROM generate_series(1, %s) w",
+            (WEBSITES,),
+        )
+        columns = ["id", "website_id", "customer_name", "status", "created_at", "updated_at"]
+        values = [
+            "md5('conv' || g)::uuid",
+            f"md5('website' || (g %% {WEBSITES} + 1))::uuid",
+            "'Customer ' || g",
+            "(ARRAY['active', 'closed', 'archived'])[g %% 3 + 1]",
+            "timestamptz '2026-01-01 00:00:00+00' + g * interval '1 second'",
+            "timestamptz '2026-01-01 00:00:00+00' + g * interval '1 second'",
+        ]
+        if phone:
+            columns.append("customer_phone")
+            values.append("CASE WHEN g %% 10 = 0 THEN NULL ELSE lpad(g::text, 10, '0') END")
+        if customer_id == "nullable":
+            columns.append("customer_id")
+            values.append("CASE WHEN g %% 3 = 0 THEN 'customer_kept_' || g END")
+        conn.execute(
+            f"INSERT INTO chat_conversations ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM generate_series(1, %s) g",
+            (rows,),
+        )
+        conn.execute("VACUUM ANALYZE chat_conversations")
+
+
+def expected_customer_id(row_customer_id: str | None, phone: str | None, id_: object) -> str:
+    """The spec's formula, computed in Python: what 008 must leave in a row."""
+    if row_customer_id is not None:
+        return row_customer_id
+    if phone is not None:
+        return f"customer_{phone}"
+    return f"customer_unknown_{id_}"
+
+
+def conversation_rows(conn: psycopg.Connection) -> list[dict]:
+    """Every conversation as a dict of its columns, in id order, without updated_at:
+    the backfill fires the BEFORE UPDATE trigger (updated_at = now()) in every path,
+    the hand-run SQL's included."""
+    return [row for (row,) in conn.execute(
+        "SELECT to_jsonb(c) - 'updated_at' FROM chat_conversations c ORDER BY id"
+    )]

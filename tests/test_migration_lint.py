@@ -1,0 +1,103 @@
+"""Issue 4: squawk (the squawk-cli wheel) lints the offline SQL of every revision, and
+the statements of 008's online path, which has no ``--sql`` form, as a real run sends them.
+
+Each revision's ``alembic upgrade <down>:<rev> --sql`` script is linted as it is.
+A finding is either fixed or justified beside its statement, in the revision's SQL,
+with ``-- squawk-ignore <rule> -- <reason>``. Rules excluded for every revision are
+in EXCLUDED, each with its reason; statements that Alembic writes itself (not a
+revision) get their justification from this file, in ALEMBIC_STATEMENTS.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from chatdb.project import alembic_config
+from tests.drifted_table import make_drifted
+from tests.pg import alembic_cli, migrate
+
+SQUAWK = str(Path(sys.executable).with_name("squawk"))
+PG_VERSION = "15"
+
+# No rule is excluded: offline scripts start with the run's SET lock_timeout and
+# statement_timeout (env.py), and the online path's recording starts with the SETs
+# chatdb.locking sends before any revision runs.
+EXCLUDED: dict[str, str] = {}
+ALEMBIC_STATEMENTS = {
+    "version_num VARCHAR(32)": "prefer-text-field -- Alembic's own version table, "
+    "created empty on the first run",
+}
+
+
+def revisions() -> list[tuple[str | None, str]]:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return [(script.down_revision, script.revision) for script in scripts.walk_revisions()]
+
+
+def squawk(path: Path, excluded: dict[str, str] = EXCLUDED) -> tuple[int, list[dict]]:
+    exclude = ["--exclude", ",".join(excluded)] if excluded else []
+    result = subprocess.run(
+        [SQUAWK, "--pg-version", PG_VERSION, "--reporter", "json", *exclude, str(path)],
+        capture_output=True, text=True, check=False,
+    )
+    return result.returncode, json.loads(result.stdout or "[]")
+
+
+def justify_alembic_statements(sql: str) -> str:
+    for statement, ignore in ALEMBIC_STATEMENTS.items():
+        sql = sql.replace(statement, f"-- squawk-ignore {ignore}\n{statement}")
+    return sql
+
+
+@pytest.mark.parametrize(("down", "rev"), revisions(), ids=lambda value: str(value))
+def test_offline_sql_of_each_revision_passes_squawk(tmp_path, down, rev):
+    result = alembic_cli("upgrade", f"{down}:{rev}" if down else rev, "--sql")
+    assert result.returncode == 0, result.stderr
+    assert f"-- Running upgrade {down or ''} -> {rev}" in result.stdout
+    path = tmp_path / f"{rev}.sql"
+    path.write_text(justify_alembic_statements(result.stdout))
+    status, findings = squawk(path)
+    assert [f"{rev}.sql:{f['line'] + 1}: {f['rule_name']}: {f['message']}"
+            for f in findings] == []
+    assert status == 0
+
+
+def test_statements_of_the_online_path_pass_squawk(db_at_004, tmp_path):
+    make_drifted(db_at_004.url, 300)
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(cursor.mogrify(statement, parameters).decode().strip().rstrip(";"))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        migrate(db_at_004.url, "head", x=["online_008=always", "online_008_batch_size=100"])
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    path = tmp_path / "008_online.sql"
+    path.write_text("".join(f"{statement};\n\n" for statement in sent))
+    assert any(s.startswith("CREATE INDEX CONCURRENTLY") for s in sent)
+    status, findings = squawk(path)
+    assert [f"008_online.sql:{f['line'] + 1}: {f['rule_name']}: {f['message']}"
+            for f in findings] == []
+    assert status == 0
+
+
+def test_squawk_finds_a_blocking_statement(tmp_path):
+    """The lint can fail: a plain CREATE INDEX on a live table, without timeouts, is
+    reported for each of the three (so the timeout rules are live, not excluded)."""
+    path = tmp_path / "blocking.sql"
+    path.write_text("CREATE INDEX IF NOT EXISTS idx_x ON public.chat_conversations (status);\n")
+    status, findings = squawk(path)
+    assert status != 0
+    assert sorted(f["rule_name"] for f in findings) == [
+        "require-concurrent-index-creation", "require-lock-timeout", "require-statement-timeout"
+    ]
