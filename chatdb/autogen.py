@@ -1,40 +1,104 @@
-"""What autogenerate compares, and how new revision files are named.
+"""What autogenerate compares, how new revision files are named, and the chat system's
+non-table objects as autogenerate operations.
 
-- Only the chat system's tables in schema ``public`` are compared: tables owned by
-  earlier migrations (``models.EXTERNAL_TABLES``) and Alembic's version table are
+What is compared (the chat system's objects, nothing else):
+
+- Tables: the models' tables, and any table in schema public whose name starts with
+  ``chat_`` (so deleting a model autogenerates its drop). Tables of other migrations
+  (``models.EXTERNAL_TABLES``, any other name) and Alembic's version table are
   skipped, and so is every schema Supabase manages (autogenerate looks at the
   default schema only, ``include_schemas`` is off).
-- New revisions get the next number after the highest numeric id (004, 008 ->
-  009, 010, ...), unless ``--rev-id`` was given.
+- Their row level security flag, policies, triggers, the API roles' table
+  privileges and Realtime publication membership, and the public functions that are
+  declared or that a chat trigger executes (except ``models.EXTERNAL_FUNCTIONS``):
+  declared in ``models.DECLARED``, read by :mod:`chatdb.live`.
+
+Why not alembic_utils: its PGPolicy writes ``CREATE POLICY <name>`` with the name
+unquoted (004's names contain spaces: a syntax error) and renders them as Python
+variable names; PGGrantTable turns table grants into column grants; and it compares
+by creating every entity in a savepoint on the target database, which takes
+ACCESS EXCLUSIVE locks on the chat tables and cannot run read-only (``chatdb drift``
+must). The comparator here reads the catalog and compares text.
+
+Ordering in a generated revision: drops of objects (and the old half of a
+replacement) come before Alembic's table operations, so a column a policy uses can
+be dropped; creates come after, so a new policy can use a new column or table.
+Downgrades run the reverse.
+
+New revisions get the next number after the highest numeric id (004, 008 -> 009,
+010, ...), unless ``--rev-id`` was given.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+from dataclasses import dataclass, field
 from typing import Any
 
-from models import EXTERNAL_TABLES
+from alembic.autogenerate import renderers
+from alembic.operations.ops import MigrateOperation
+from alembic.runtime.plugins import Plugin
+from alembic.util import CommandError, DispatchPriority
+
+from chatdb import live as live_catalog
+from models import EXTERNAL_FUNCTIONS, EXTERNAL_TABLES
+from models.entities import Declared, Function, Grant, Policy, normalise_sql, qualified
 
 VERSION_TABLE = "alembic_version"
+CHAT_TABLE_PREFIX = "chat_"
+PLUGIN_NAME = "chatdb.objects"
 
 
-def configure_options() -> dict[str, Any]:
-    """Options env.py passes to ``context.configure`` for autogenerate and new revisions."""
+def configure_options(declared: Declared | None = None) -> dict[str, Any]:
+    """Options env.py passes to ``context.configure`` for autogenerate and new revisions.
+
+    ``declared`` replaces ``models.DECLARED`` (tests compare an edited copy).
+    """
+    if declared is None:
+        from models import DECLARED as declared
     return dict(
         include_object=include_object,
         process_revision_directives=process_revision_directives,
         compare_type=True,
-        compare_server_default=True,
+        compare_server_default=compare_server_default,
+        autogenerate_plugins=["alembic.autogenerate.*", PLUGIN_NAME],
+        chatdb_declared=declared,
     )
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Alembic's include_object: leave out tables that are not the chat system's."""
     if type_ == "table":
-        return name not in EXTERNAL_TABLES and name != VERSION_TABLE
+        if name in EXTERNAL_TABLES or name == VERSION_TABLE:
+            return False
+        if reflected and compare_to is None:
+            return bool(name) and name.startswith(CHAT_TABLE_PREFIX)
+        return True
     table = getattr(obj, "table", None)
-    if table is not None and getattr(table, "name", None) in EXTERNAL_TABLES:
-        return False
-    return True
+    return table is None or getattr(table, "name", None) not in EXTERNAL_TABLES
+
+
+_SCHEMA_OF_FUNCTION = re.compile(r"\b(?:extensions|public)\.(?=\w+\()")
+
+
+def compare_server_default(
+    context: Any,
+    inspected_column: Any,
+    metadata_column: Any,
+    inspected_default: str | None,
+    metadata_default: Any,
+    rendered_metadata_default: str | None,
+) -> bool | None:
+    """Treat ``extensions.uuid_generate_v4()`` (Supabase, when ``extensions`` is not on the
+    session's search_path) as the models' ``uuid_generate_v4()``. Alembic's own check
+    would compare two freshly generated uuids. Anything else: Alembic decides."""
+    if inspected_default is None or rendered_metadata_default is None:
+        return None
+    def strip(sql: str) -> str:
+        return _SCHEMA_OF_FUNCTION.sub("", sql.strip("'\""))
+
+    return False if strip(inspected_default) == strip(rendered_metadata_default) else None
 
 
 def next_revision_id(existing_ids: list[str]) -> str:
@@ -56,3 +120,359 @@ def process_revision_directives(context: Any, revision: Any, directives: list[An
 
     scripts = ScriptDirectory.from_config(context.config)
     script.rev_id = next_revision_id([rev.revision for rev in scripts.walk_revisions()])
+
+
+# --------------------------------------------------------------------------- operations
+
+BEFORE_TABLES, AFTER_TABLES = 1, 3
+# Order inside each phase: what depends on something comes after it.
+_DROP_ORDER = ("trigger", "policy", "publication", "grant", "row_level_security", "function")
+_CREATE_ORDER = ("function", "row_level_security", "policy", "trigger", "grant", "publication")
+
+
+@dataclass(eq=False)
+class Change:
+    """One difference between the code and the database: a sentence for people, and the
+    operations that remove it."""
+
+    table: str | None  # None for a function
+    kind: str
+    name: str
+    sentence: str
+    ops: list[ObjectOp] = field(default_factory=list)
+
+    def add(self, action: str, phase: int, sql: list[str], undo: list[str]) -> Change:
+        self.ops.append(ObjectOp(action, self.kind, self.table, self.name, sql, undo, phase, self))
+        return self
+
+
+class ObjectOp(MigrateOperation):
+    """SQL that changes one non-table object, with the SQL that undoes it (downgrade).
+
+    Rendered into a revision as ``op.execute(...)`` calls: a revision file stays a
+    self-contained record and never depends on how this module evolves.
+    """
+
+    _reverse_action = {"add": "drop", "drop": "add", "alter": "alter"}
+
+    def __init__(
+        self,
+        action: str,
+        kind: str,
+        table: str | None,
+        name: str,
+        sql: list[str],
+        undo: list[str],
+        phase: int,
+        change: Change | None = None,
+    ) -> None:
+        self.action, self.kind, self.table, self.name = action, kind, table, name
+        self.sql, self.undo, self.phase, self.change = list(sql), list(undo), phase, change
+
+    def reverse(self) -> ObjectOp:
+        return ObjectOp(
+            self._reverse_action[self.action], self.kind, self.table, self.name,
+            self.undo, self.sql, self.phase, self.change,
+        )
+
+    def to_diff_tuple(self) -> tuple[Any, ...]:
+        return (f"{self.action}_{self.kind}", self.table, self.name)
+
+    def describe(self) -> str:
+        where = f" on {self.table}" if self.table else ""
+        label = self.kind.replace("_", " ")
+        name = f'"{self.name}"' if self.kind == "policy" else self.name
+        return " ".join(filter(None, (self.action, label, name))) + where
+
+
+def render_execute(sql: str) -> str:
+    """``op.execute(...)`` of one statement, readable and exact: a statement with both kinds
+    of quotes (a policy name and a string literal) is triple-quoted rather than escaped;
+    a multi-line one (a function) becomes one literal per line, so that indenting the
+    revision never changes the SQL."""
+    if "\n" in sql:
+        lines = "".join(f"    {line!r}\n" for line in sql.splitlines(keepends=True))
+        return f"op.execute(\n{lines})"
+    if '"' in sql and "'" in sql and '"""' not in sql and "\\" not in sql and sql[-1] != '"':
+        return f'op.execute("""{sql}""")'
+    return f"op.execute({sql!r})"
+
+
+@renderers.dispatch_for(ObjectOp)
+def render_object_op(autogen_context: Any, op: ObjectOp) -> list[str]:
+    if not op.sql:  # e.g. the downgrade of a new table's grants: the table goes anyway
+        return []
+    return [f"# {op.describe()}"] + [render_execute(sql) for sql in op.sql]
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def chat_tables_of(metadata_tables: Any) -> set[str]:
+    """Names of the models' chat tables (the metadata minus other migrations' tables)."""
+    return {
+        table.name
+        for table in metadata_tables
+        if table.schema is None and table.name not in EXTERNAL_TABLES
+        and table.name != VERSION_TABLE
+    }
+
+
+def check_declared(declared: Declared, chat_tables: set[str]) -> None:
+    unknown = sorted(declared.tables_referenced() - chat_tables)
+    if unknown:
+        raise CommandError(
+            "models.DECLARED refers to tables that have no model in models/: "
+            + ", ".join(unknown)
+        )
+
+
+def changes(connection: Any, declared: Declared, chat_tables: set[str]) -> list[Change]:
+    """Every difference between the declared objects and the database, in table order."""
+    check_declared(declared, chat_tables)
+    live = live_catalog.read(
+        connection,
+        table_names=chat_tables,
+        table_prefix=CHAT_TABLE_PREFIX,
+        function_names={f.name for f in declared.functions},
+        roles=declared.granted_roles,
+        publication=declared.publication,
+    )
+    found: list[Change] = []
+    for table in sorted(chat_tables | set(live.tables)):
+        status = (
+            "new" if table not in live.tables
+            else "removed" if table not in chat_tables
+            else "kept"
+        )
+        found += _policy_changes(table, declared, live)
+        found += _trigger_changes(table, declared, live)
+        found += _rls_changes(table, status, declared, live)
+        found += _grant_changes(table, status, declared, live)
+        found += _publication_changes(table, status, declared, live)
+    found += _function_changes(declared, live)
+    return found
+
+
+def _keyed(objects: Any, table: str) -> dict[str, Any]:
+    return {obj.name: obj for obj in objects if obj.table == table}
+
+
+def _show(value: str | None) -> str:
+    return "(none)" if value is None else " ".join(value.split())
+
+
+def _object_changes(
+    table: str | None, kind: str, want: dict[str, Any], have: dict[str, Any],
+    label: Any, extra: Any, differences: Any, *, in_place: bool = False,
+) -> list[Change]:
+    """Declared objects against live ones, by name. Missing: created after the tables;
+    not in the code: dropped before them; different: replaced, in place (a function:
+    CREATE OR REPLACE) or by a drop before the tables and a create after them."""
+    out = []
+    for name in sorted(set(want) | set(have)):
+        w, h = want.get(name), have.get(name)
+        if h is None:
+            out.append(Change(table, kind, name, f"{label(name)} is missing")
+                       .add("add", AFTER_TABLES, [w.create_sql()], [w.drop_sql()]))
+        elif w is None:
+            out.append(Change(table, kind, name, f"{label(name)} is not in the code{extra(h)}")
+                       .add("drop", BEFORE_TABLES, [h.drop_sql()], [h.create_sql()]))
+        elif w.comparable() != h.comparable():
+            change = Change(table, kind, name, f"{label(name)} differs: {differences(w, h)}")
+            if in_place:
+                change.add("alter", AFTER_TABLES, [w.create_sql()], [h.create_sql()])
+            else:
+                change.add("drop", BEFORE_TABLES, [h.drop_sql()], [h.create_sql()])
+                change.add("add", AFTER_TABLES, [w.create_sql()], [w.drop_sql()])
+            out.append(change)
+    return out
+
+
+def _policy_changes(table: str, declared: Declared, live: Any) -> list[Change]:
+    return _object_changes(
+        table, "policy", _keyed(declared.policies, table), _keyed(live.policies.values(), table),
+        label=lambda name: f'policy "{name}"',
+        extra=lambda policy: f" (an extra policy: {_policy_text(policy)})",
+        differences=lambda want, have: "; ".join(_policy_differences(want, have)),
+    )
+
+
+def _policy_text(policy: Policy) -> str:
+    text = f"FOR {policy.command} TO {', '.join(policy.roles)}"
+    if policy.using is not None:
+        text += f" USING {_show(policy.using)}"
+    if policy.with_check is not None:
+        text += f" WITH CHECK {_show(policy.with_check)}"
+    return text
+
+
+def _policy_differences(want: Policy, have: Policy) -> list[str]:
+    out = []
+    if want.command.upper() != have.command.upper():
+        out.append(f"command is {have.command}, the code says {want.command}")
+    if want.permissive != have.permissive:
+        kinds = {True: "PERMISSIVE", False: "RESTRICTIVE"}
+        out.append(f"it is {kinds[have.permissive]}, the code says {kinds[want.permissive]}")
+    if sorted(want.roles) != sorted(have.roles):
+        out.append(f"it applies to {', '.join(have.roles)}, the code says {', '.join(want.roles)}")
+    for attr, label in (("using", "USING"), ("with_check", "WITH CHECK")):
+        w, h = getattr(want, attr), getattr(have, attr)
+        if normalise_sql(w) != normalise_sql(h):
+            out.append(f"{label} is {_show(h)} in the database, the code says {_show(w)}")
+    return out
+
+
+def _trigger_changes(table: str, declared: Declared, live: Any) -> list[Change]:
+    return _object_changes(
+        table, "trigger", _keyed(declared.triggers, table), _keyed(live.triggers.values(), table),
+        label=lambda name: f"trigger {name}",
+        extra=lambda trigger: f" ({_show(trigger.definition)})",
+        differences=lambda want, have: (f"it is {_show(have.definition)}, "
+                                        f"the code says {_show(want.definition)}"),
+    )
+
+
+def _rls_changes(table: str, status: str, declared: Declared, live: Any) -> list[Change]:
+    want = table in declared.row_level_security and status != "removed"
+    have = live.tables.get(table, False)
+    if want == have:
+        return []
+    on = f"ALTER TABLE {qualified(table)} ENABLE ROW LEVEL SECURITY"
+    off = f"ALTER TABLE {qualified(table)} DISABLE ROW LEVEL SECURITY"
+    sentence = ("row level security is disabled, the code enables it" if want
+                else "row level security is enabled, the code does not enable it")
+    phase = BEFORE_TABLES if status == "removed" else AFTER_TABLES
+    return [Change(table, "row_level_security", "", sentence)
+            .add("alter", phase, [on if want else off], [off if want else on])]
+
+
+def _grant_sql(verb: str, privileges: list[str], table: str, role: str) -> str:
+    preposition = "TO" if verb == "GRANT" else "FROM"
+    return f"{verb} {', '.join(privileges)} ON {qualified(table)} {preposition} {role}"
+
+
+def _grant_changes(table: str, status: str, declared: Declared, live: Any) -> list[Change]:
+    out = []
+    wanted = {g.role: g for g in declared.grants if g.table == table}
+    order = list(live.all_privileges)
+
+    def listed(privileges: frozenset[str]) -> list[str]:
+        return sorted(privileges, key=order.index)
+
+    for role in declared.granted_roles:
+        grant = wanted.get(role) if status != "removed" else None
+        want = grant.expanded(live.all_privileges) if grant else frozenset()
+        if status == "new":
+            sql = [_grant_sql("REVOKE", ["ALL"], table, role)]
+            if want:
+                sql.append(_grant_sql("GRANT", _all_or(listed(want), order), table, role))
+            out.append(Change(table, "grant", role, f"role {role} has no privileges yet")
+                       .add("alter", AFTER_TABLES, sql, []))
+            continue
+        have = live.grants.get((table, role), frozenset())
+        missing, extra = listed(want - have), listed(have - want)
+        if not missing and not extra:
+            continue
+        sql, undo, words = [], [], []
+        if missing:
+            sql.append(_grant_sql("GRANT", missing, table, role))
+            undo.append(_grant_sql("REVOKE", missing, table, role))
+            words.append(f"lacks {', '.join(missing)}")
+        if extra:
+            sql.append(_grant_sql("REVOKE", extra, table, role))
+            undo.append(_grant_sql("GRANT", extra, table, role))
+            words.append(f"also has {', '.join(extra)}")
+        code_says = _grant_words(grant)
+        sentence = f"role {role} {' and '.join(words)} (the code grants {code_says})"
+        phase = BEFORE_TABLES if status == "removed" else AFTER_TABLES
+        out.append(Change(table, "grant", role, sentence).add("alter", phase, sql, undo))
+    return out
+
+
+def _all_or(privileges: list[str], order: list[str]) -> list[str]:
+    return ["ALL"] if set(privileges) == set(order) else privileges
+
+
+def _grant_words(grant: Grant | None) -> str:
+    if grant is None:
+        return "nothing"
+    return "ALL" if isinstance(grant.privileges, str) else ", ".join(grant.privileges)
+
+
+def _publication_changes(table: str, status: str, declared: Declared, live: Any) -> list[Change]:
+    if not live.publication_exists or live.publication_for_all:
+        return []
+    want = table in declared.publication_tables and status != "removed"
+    have = table in live.publication_members
+    if want == have:
+        return []
+    pub = declared.publication
+    add = f"ALTER PUBLICATION {pub} ADD TABLE {qualified(table)}"
+    drop = f"ALTER PUBLICATION {pub} DROP TABLE {qualified(table)}"
+    if want:
+        return [Change(table, "publication", pub, f"the table is not in publication {pub}, the code says it is")
+                .add("add", AFTER_TABLES, [add], [drop])]
+    phase = BEFORE_TABLES if status == "removed" else AFTER_TABLES
+    return [Change(table, "publication", pub, f"the table is in publication {pub}, the code says it is not")
+            .add("drop", phase, [drop], [add])]
+
+
+def _function_changes(declared: Declared, live: Any) -> list[Change]:
+    def by_signature(functions: Any) -> dict[str, Function]:
+        return {f"{f.name}({f.arguments})": f for f in functions
+                if f.name not in EXTERNAL_FUNCTIONS}
+
+    return _object_changes(
+        None, "function", by_signature(declared.functions), by_signature(live.functions.values()),
+        label=lambda signature: f"function {signature}",
+        extra=lambda function: "",
+        differences=lambda want, have: ", ".join(_function_differences(want, have)),
+        in_place=True,
+    )
+
+
+def _function_differences(want: Function, have: Function) -> list[str]:
+    out = []
+    if want.returns.lower() != have.returns.lower():
+        out.append(f"it returns {have.returns}, the code says {want.returns}")
+    if want.language.lower() != have.language.lower():
+        out.append(f"its language is {have.language}, the code says {want.language}")
+    if want.security_definer != have.security_definer:
+        out.append("SECURITY DEFINER differs")
+    if normalise_sql(want.body) != normalise_sql(have.body):
+        out.append("its body differs from the code")
+    return out
+
+
+def ordered_ops(found: list[Change]) -> tuple[list[ObjectOp], list[ObjectOp]]:
+    """The operations to run before Alembic's table operations, and those to run after."""
+    ops = [op for change in found for op in change.ops]
+    before = sorted((op for op in ops if op.phase == BEFORE_TABLES),
+                    key=lambda op: _DROP_ORDER.index(op.kind))
+    after = sorted((op for op in ops if op.phase == AFTER_TABLES),
+                   key=lambda op: _CREATE_ORDER.index(op.kind))
+    return before, after
+
+
+def compare_objects(autogen_context: Any, upgrade_ops: Any, schemas: Any) -> None:
+    """Alembic comparator (plugin ``chatdb.objects``): add the non-table operations."""
+    if None not in schemas:
+        return
+    declared = autogen_context.opts.get("chatdb_declared")
+    if declared is None:
+        from models import DECLARED as declared
+    chat_tables = chat_tables_of(autogen_context.sorted_tables)
+    found = changes(autogen_context.connection, declared, chat_tables)
+    before, after = ordered_ops(found)
+    upgrade_ops.ops[:0] = before
+    upgrade_ops.ops.extend(after)
+
+
+def setup(plugin: Plugin) -> None:
+    plugin.add_autogenerate_comparator(
+        compare_objects, "schema", "chatdb_objects", priority=DispatchPriority.LAST
+    )
+
+
+Plugin.setup_plugin_from_module(sys.modules[__name__], PLUGIN_NAME)

@@ -1,0 +1,276 @@
+"""``chatdb drift``: how far the database at DATABASE_URL has drifted from the code.
+
+It is ``alembic check`` in plain words, and read-only: it runs the project's env.py
+(so it compares exactly what autogenerate compares: the models, ``models.DECLARED``
+and the options of :mod:`chatdb.autogen`) on a connection whose every transaction is
+READ ONLY, so PostgreSQL itself refuses any write. It needs no ``alembic_version``
+table and works at any revision, so it can be pointed at a production database that
+was never migrated by Alembic.
+
+Exit status: 0 when the database matches the code, 1 when it drifted, 2 when it could
+not be checked (no or bad DATABASE_URL, unreachable server).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import Any, TextIO
+
+from alembic.autogenerate import produce_migrations
+from alembic.operations import ops
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import create_engine, pool
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from chatdb.failures import connection_failure, first_line
+from chatdb.project import alembic_config
+from chatdb.urls import DatabaseUrlError, database_url_from_env, mask_url
+
+CLEAN, DRIFTED, NOT_CHECKED = 0, 1, 2
+APPLICATION_NAME = "chatdb drift"
+FUNCTIONS_GROUP = "functions"
+
+
+def add_parser(subparsers: Any) -> None:
+    """The ``drift`` subcommand of ``chatdb``."""
+    parser = subparsers.add_parser(
+        "drift", help="report how DATABASE_URL differs from the models (read-only)"
+    )
+    parser.set_defaults(func=lambda args: main())
+
+
+def main(out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        url = database_url_from_env()
+    except DatabaseUrlError as exc:
+        print(f"chatdb drift: {exc}", file=err)
+        return NOT_CHECKED
+    shown = mask_url(url.set(drivername="postgresql"))
+    defaults = {"connect_timeout": 10, "application_name": APPLICATION_NAME}
+    engine = create_engine(
+        url,
+        poolclass=pool.NullPool,
+        connect_args={key: value for key, value in defaults.items() if key not in url.query},
+    )
+    try:
+        try:
+            connection = engine.connect()
+        except OperationalError as exc:
+            print(f"chatdb drift: {connection_failure(url, exc)}", file=err)
+            return NOT_CHECKED
+        with connection:
+            try:
+                script = compare(connection.execution_options(postgresql_readonly=True))
+            except DBAPIError as exc:
+                print(f"chatdb drift: reading {shown} failed: {first_line(exc)}.", file=err)
+                return NOT_CHECKED
+            except CommandError as exc:
+                print(f"chatdb drift: {exc}", file=err)
+                return NOT_CHECKED
+            finally:
+                connection.rollback()
+    finally:
+        engine.dispose()
+    groups = describe(script.upgrade_ops)
+    print(report(shown, groups), file=out)
+    return DRIFTED if groups else CLEAN
+
+
+def compare(connection: Connection) -> ops.MigrationScript:
+    """Run env.py on ``connection`` with a function that only compares (dont_mutate: not
+    even Alembic's version table is created) and return what autogenerate would write."""
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    config.attributes["configure_logger"] = False
+    script = ScriptDirectory.from_config(config)
+    found: list[ops.MigrationScript] = []
+
+    def compare_only(_heads: Any, context: Any) -> list:
+        found.append(produce_migrations(context, context.opts["target_metadata"]))
+        return []
+
+    with EnvironmentContext(config, script, fn=compare_only, dont_mutate=True):
+        script.run_env()
+    return found[0]
+
+
+# --------------------------------------------------------------------------- words
+
+
+def describe(upgrade_ops: ops.UpgradeOps) -> dict[str, list[str]]:
+    """Sentences grouped by table (tables by name, functions last); inside a table:
+    columns, indexes, constraints, then row level security, policies, triggers, grants
+    and publication, each kind in alphabetical order (the report is the same on every
+    run). A table that is missing or extra is one sentence: what comes and goes with it
+    is only counted."""
+    # Imported here, after env.py ran: chatdb.autogen imports ``models``, which must be
+    # the project's that alembic.ini's prepend_sys_path points at (the working copy).
+    from chatdb.autogen import ObjectOp
+
+    whole_tables: dict[str, str] = {}
+    for op in upgrade_ops.ops:
+        if isinstance(op, ops.CreateTableOp):
+            whole_tables[op.table_name] = "the table is missing"
+        elif isinstance(op, ops.DropTableOp):
+            whole_tables[op.table_name] = "the table is in the database but not in the code"
+    found: dict[str, list[tuple[int, str]]] = {table: [] for table in whole_tables}
+    hidden: dict[str, Counter] = {table: Counter() for table in whole_tables}
+    seen: set[int] = set()
+    for op in upgrade_ops.ops:
+        if isinstance(op, (ops.CreateTableOp, ops.DropTableOp)):
+            continue
+        if isinstance(op, ops.ModifyTableOps) and op.table_name in hidden:
+            hidden[op.table_name].update(_kind_of(child) for child in op.ops)
+        elif isinstance(op, ops.ModifyTableOps):
+            found.setdefault(op.table_name, []).extend(
+                (_RANK.index(_kind_of(child)), sentence)
+                for child in op.ops for sentence in column_or_index_words(child)
+            )
+        elif isinstance(op, ObjectOp):
+            change = op.change
+            if change is None or id(change) in seen:
+                continue
+            seen.add(id(change))
+            if change.table in hidden:
+                hidden[change.table][change.kind] += 1
+            else:
+                found.setdefault(change.table or FUNCTIONS_GROUP, []).append(
+                    (_RANK.index(change.kind), change.sentence)
+                )
+        else:
+            found.setdefault(getattr(op, "table_name", None) or "other", []).append(
+                (len(_RANK), f"{op.to_diff_tuple()}")
+            )
+    for table, sentence in whole_tables.items():
+        if hidden[table] and sentence.endswith("missing"):
+            sentence += ", and with it what the code declares on it: " + _kinds(hidden[table])
+        found[table].insert(0, (-1, sentence))
+    order = sorted(name for name in found if name != FUNCTIONS_GROUP)
+    if FUNCTIONS_GROUP in found:
+        order.append(FUNCTIONS_GROUP)
+    return {
+        name: [sentence for _, sentence in sorted(found[name])]
+        for name in order if found[name]
+    }
+
+
+_RANK = ("column", "index", "constraint", "row_level_security", "policy", "trigger", "grant",
+         "publication", "function")
+
+
+def _kind_of(op: Any) -> str:
+    if isinstance(op, (ops.AddColumnOp, ops.DropColumnOp, ops.AlterColumnOp)):
+        return "column"
+    if isinstance(op, (ops.CreateIndexOp, ops.DropIndexOp)):
+        return "index"
+    return "constraint"
+
+
+def _kinds(kinds: Counter) -> str:
+    """``Counter({"policy": 3, "row_level_security": 1})`` as "3 policies, row level security"."""
+    plural = {"index": "indexes", "policy": "policies"}
+    parts = []
+    for kind, count in kinds.items():
+        if kind == "row_level_security":
+            parts.append("row level security")
+        elif kind == "publication":
+            parts.append("publication membership")
+        elif kind == "grant":
+            parts.append(f"grants to {count} role{'s' if count != 1 else ''}")
+        else:
+            parts.append(f"{count} {kind if count == 1 else plural.get(kind, kind + 's')}")
+    return ", ".join(parts)
+
+
+def _type(type_: Any) -> str:
+    try:
+        return type_.compile(dialect=postgresql.dialect()).lower()
+    except Exception:
+        return str(type_).lower()
+
+
+def _default(default: Any) -> str:
+    if default in (None, False):
+        return "no default"
+    arg = getattr(default, "arg", default)
+    return f"default {getattr(arg, 'text', arg)}"
+
+
+def _null(nullable: bool | None) -> str:
+    return "nullable" if nullable in (None, True) else "NOT NULL"
+
+
+def column_or_index_words(op: Any) -> list[str]:
+    """Plain sentences for one of Alembic's table-level operations."""
+    if isinstance(op, ops.AddColumnOp):
+        column = op.column
+        default = "" if column.server_default is None else f", {_default(column.server_default)}"
+        return [f"column {column.name} is missing "
+                f"(the code says {_type(column.type)} {_null(column.nullable)}{default})"]
+    if isinstance(op, ops.DropColumnOp):
+        column = op.to_column()
+        return [f"column {op.column_name} ({_type(column.type)} {_null(column.nullable)}) "
+                "is in the database but not in the code"]
+    if isinstance(op, ops.AlterColumnOp):
+        return _alter_column_words(op)
+    if isinstance(op, ops.CreateIndexOp):
+        columns = ", ".join(getattr(c, "name", None) or str(c) for c in op.columns)
+        return [f"index {op.index_name} on ({columns}) is missing"]
+    if isinstance(op, ops.DropIndexOp):
+        return [f"index {op.index_name} is in the database but not in the code"]
+    if isinstance(op, ops.CreateForeignKeyOp):
+        ondelete = op.kw.get("ondelete")
+        tail = f" ON DELETE {ondelete}" if ondelete else ""
+        return [f"foreign key {op.constraint_name} ({', '.join(op.local_cols)} -> "
+                f"{op.referent_table}({', '.join(op.remote_cols)}){tail}) is missing"]
+    if isinstance(op, ops.CreateUniqueConstraintOp):
+        return [f"unique constraint {op.constraint_name} ({', '.join(op.columns)}) is missing"]
+    if isinstance(op, ops.CreatePrimaryKeyOp):
+        return [f"primary key {op.constraint_name} ({', '.join(op.columns)}) is missing"]
+    if isinstance(op, ops.CreateCheckConstraintOp):
+        return [f"check constraint {op.constraint_name} is missing"]
+    if isinstance(op, ops.DropConstraintOp):
+        kind = {"foreignkey": "foreign key", "unique": "unique constraint",
+                "primary": "primary key", "check": "check constraint"}.get(op.constraint_type or "",
+                                                                           "constraint")
+        return [f"{kind} {op.constraint_name} is in the database but not in the code"]
+    return [f"{op.to_diff_tuple()}"]
+
+
+def _alter_column_words(op: ops.AlterColumnOp) -> list[str]:
+    column, out = op.column_name, []
+    if op.modify_type is not None:
+        out.append(f"column {column} is {_type(op.existing_type)}, "
+                   f"the code says {_type(op.modify_type)}")
+    if op.modify_nullable is not None:
+        out.append(f"column {column} is {_null(not op.modify_nullable)}, "
+                   f"the code says {_null(op.modify_nullable)}")
+    if op.modify_server_default is not False:
+        out.append(f"column {column} has {_default(op.existing_server_default)}, "
+                   f"the code says {_default(op.modify_server_default)}")
+    if op.modify_comment is not False:
+        out.append(f"column {column}'s comment differs from the code")
+    return out
+
+
+def report(shown_url: str, groups: dict[str, list[str]]) -> str:
+    """The printed report."""
+    if not groups:
+        return (f"No drift: {shown_url} matches the models and the declared objects "
+                "(read-only check, nothing was changed).")
+    count = sum(len(sentences) for sentences in groups.values())
+    lines = [f"Drift: {shown_url} differs from the models and the declared objects "
+             f"in {count} way{'s' if count != 1 else ''}:"]
+    for table, sentences in groups.items():
+        lines.append("")
+        lines.append(table)
+        lines.extend(f"  - {sentence}" for sentence in sentences)
+    lines.append("")
+    lines.append("Read-only check: nothing was changed.")
+    return "\n".join(lines)
