@@ -15,7 +15,7 @@ import sys
 from alembic import command
 from alembic.util import CommandError
 
-from chatdb import local
+from chatdb import access, drift, local
 from chatdb.localpg import LocalPgError
 from chatdb.project import alembic_config
 from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env, mask_url
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop the local PostgreSQL")
     down.add_argument("--delete", action="store_true", help="also delete its data")
     down.set_defaults(func=cmd_down)
+    access.add_parser(sub)
+    drift.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,382 @@
+"""``chatdb access``: what anon, authenticated and service_role can do to the chat tables.
+
+PostgREST runs every request as one of these roles, with row level security applied.
+What a browser holding the anon key (or a signed-in user, or the backend) can really
+do is decided by two things that are easy to misread one at a time:
+
+- the effective table privileges, which on Supabase are 004's GRANT lines *plus* the
+  platform's default privileges (so anon holds DELETE although 004 never grants it);
+- the policies, which are PERMISSIVE and apply to PUBLIC unless they name roles, so a
+  policy called "Service role full access" opens every row to anon too.
+
+This module reads both from the live catalog (``has_table_privilege`` and
+``pg_policies``, plus the role and table flags that make PostgreSQL skip RLS) and
+classifies every role x table x command cell as one of:
+
+- ``all``: every row (INSERT: any new row);
+- ``filtered``: only the rows that the named policies' conditions allow;
+- ``none``: no row; RLS is on and no policy lets the role do it (INSERT fails with
+  "new row violates row-level security policy", other commands touch 0 rows);
+- ``refused``: a privilege is missing; the statement fails with "permission denied"
+  (SQLSTATE 42501, insufficient_privilege).
+
+UPDATE and DELETE are classified as PostgREST sends them: with a filter (``WHERE``),
+so PostgreSQL also needs the SELECT privilege and applies the SELECT policies.
+
+It never writes: the catalog is read in a READ ONLY transaction that is rolled back.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from alembic.util import CommandError
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from chatdb.failures import connection_failure, first_line
+from chatdb.urls import database_url_from_env, mask_url
+
+ROLES = ("anon", "authenticated", "service_role")
+TABLES = ("chat_conversations", "chat_messages", "chat_participants")
+COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+SCHEMA = "public"
+
+ALL, FILTERED, NONE, REFUSED = "all", "filtered", "none", "refused"
+# Worse outcomes rank higher: a statement gets the worst of what it needs.
+_RANK = {ALL: 0, FILTERED: 1, NONE: 2, REFUSED: 3}
+
+LEGEND = """\
+rows: all = every row (INSERT: any new row); filtered = only the rows the listed policies'
+conditions allow; none = no row (RLS is on and no policy lets the role do it);
+refused = a privilege is missing, the statement fails with "permission denied".
+UPDATE and DELETE count as PostgREST sends them, filtered, so they also need SELECT."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What ``role`` can do with ``command`` on ``table``, and what decides it.
+
+    ``through`` names the policies that give the outcome (quoted policy names), or the
+    reason when no policy is involved: ``BYPASSRLS``, ``superuser``, ``table owner``,
+    ``RLS disabled``, ``no policy``, ``no <PRIVILEGE> privilege``.
+    """
+
+    role: str
+    table: str
+    command: str
+    rows: str
+    through: tuple[str, ...]
+
+    @property
+    def flagged(self) -> bool:
+        """anon (anyone holding the anon key) can change or remove rows it does not own.
+
+        anon has no user id, so it owns no row: every UPDATE or DELETE that reaches all
+        rows is a row of somebody else's.
+        """
+        return self.role == "anon" and self.command in ("UPDATE", "DELETE") and self.rows == ALL
+
+
+@dataclass(frozen=True)
+class Policy:
+    table: str
+    name: str
+    permissive: bool
+    command: str
+    roles: tuple[str, ...]
+    using: str | None
+    check: str | None
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How far a set of policy expressions reaches, and which policies decide it."""
+
+    rows: str
+    through: tuple[str, ...]
+
+
+def _unconditional(expression: str | None) -> bool:
+    return expression is not None and expression.strip().lower() == "true"
+
+
+Named = list[tuple[str, str | None]]  # (policy name, expression)
+
+
+def _reach(permissive: Named, restrictive: Named) -> Reach:
+    """PostgreSQL's rule: a row passes if any permissive and every restrictive expression
+    is true; with no permissive policy, no row passes."""
+    granting = [(name, expr) for name, expr in permissive if expr is not None]
+    if not granting:
+        return Reach(NONE, ("no policy",))
+    open_ = [name for name, expr in granting if _unconditional(expr)]
+    limiting = [name for name, expr in restrictive if not _unconditional(expr)]
+    if open_ and not limiting:
+        return Reach(ALL, tuple(open_))
+    return Reach(FILTERED, tuple(name for name, _ in granting) + tuple(limiting))
+
+
+def _worst(*reaches: Reach) -> Reach:
+    """The outcome of a statement that needs all of ``reaches``; names of the deciding ones."""
+    rows = max((r.rows for r in reaches), key=_RANK.__getitem__)
+    names: list[str] = []
+    for reach in reaches:
+        if reach.rows == rows:
+            names.extend(n for n in reach.through if n not in names)
+    return Reach(rows, tuple(names))
+
+
+def _expressions(policies: Iterable[Policy], command: str, part: str) -> tuple[list, list]:
+    """(permissive, restrictive) lists of (name, expression) that PostgreSQL applies to
+    ``command``; ``part`` is "using" (rows read) or "check" (new rows)."""
+    permissive, restrictive = [], []
+    for policy in policies:
+        if policy.command not in (command, "ALL"):
+            continue
+        # Without WITH CHECK, the USING expression checks new rows too.
+        expr = policy.using if part == "using" else (policy.check or policy.using)
+        (permissive if policy.permissive else restrictive).append((policy.name, expr))
+    return permissive, restrictive
+
+
+def policy_reach(policies: Sequence[Policy], command: str) -> Reach:
+    """How far the policies that apply to a role let ``command`` reach."""
+    select = _reach(*_expressions(policies, "SELECT", "using"))
+    if command == "SELECT":
+        return select
+    if command == "INSERT":
+        return _reach(*_expressions(policies, "INSERT", "check"))
+    own = _reach(*_expressions(policies, command, "using"))
+    if command == "UPDATE":
+        own = _worst(own, _reach(*_expressions(policies, "UPDATE", "check")))
+    # A filtered UPDATE/DELETE touches only rows its SELECT policies show.
+    return own if _RANK[own.rows] >= _RANK[select.rows] else select
+
+
+def _needed_privileges(command: str) -> tuple[str, ...]:
+    return (command,) if command in ("SELECT", "INSERT") else ("SELECT", command)
+
+
+class AccessError(CommandError):
+    """The database cannot be described: a chat table or an API role is missing."""
+
+
+def matrix(connection: Connection) -> list[Cell]:
+    """Every role x table x command cell, from the live privileges and policies."""
+    tables = _tables(connection)
+    roles = _roles(connection)
+    privileges = _privileges(connection)
+    owners = _owner_members(connection)
+    policies = _policies(connection)
+    membership = _policy_role_membership(connection, policies)
+    cells = []
+    for role in ROLES:
+        superuser, bypassrls = roles[role]
+        for table in TABLES:
+            rls, forced = tables[table]
+            applying = [
+                p for p in policies
+                if p.table == table
+                and any(r == "public" or membership[(role, r)] for r in p.roles)
+            ]
+            for command in COMMANDS:
+                needed = _needed_privileges(command)
+                missing = [p for p in needed if not privileges[(role, table, p)]]
+                if missing:
+                    reach = Reach(REFUSED, (f"no {'/'.join(missing)} privilege",))
+                elif superuser:
+                    reach = Reach(ALL, ("superuser",))
+                elif bypassrls:
+                    reach = Reach(ALL, ("BYPASSRLS",))
+                elif not rls:
+                    reach = Reach(ALL, ("RLS disabled",))
+                elif owners[(role, table)] and not forced:
+                    reach = Reach(ALL, ("table owner",))
+                else:
+                    reach = policy_reach(applying, command)
+                cells.append(Cell(role, table, command, reach.rows, reach.through))
+    return cells
+
+
+def _roles(connection: Connection) -> dict[str, tuple[bool, bool]]:
+    rows = connection.execute(
+        text("SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ANY(:roles)"),
+        {"roles": list(ROLES)},
+    ).all()
+    return _all_present(
+        {name: (bool(su), bool(bypass)) for name, su, bypass in rows}, ROLES,
+        "role(s) {} do not exist: this database is not set up like a Supabase project "
+        "(on plain PostgreSQL, `alembic upgrade head` creates them)",
+    )
+
+
+def _tables(connection: Connection) -> dict[str, tuple[bool, bool]]:
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND c.relname = ANY(:tables) AND c.relkind IN ('r', 'p')"
+        ),
+        {"schema": SCHEMA, "tables": list(TABLES)},
+    ).all()
+    return _all_present(
+        {name: (bool(rls), bool(forced)) for name, rls, forced in rows}, TABLES,
+        f"table(s) {{}} do not exist in schema {SCHEMA}: "
+        "migrate the database first (alembic upgrade head)",
+    )
+
+
+def _all_present(found: dict, names: Sequence[str], message: str) -> dict:
+    """``found``, or AccessError with ``message`` naming every one of ``names`` absent."""
+    absent = [name for name in names if name not in found]
+    if absent:
+        raise AccessError(message.format(", ".join(absent)))
+    return found
+
+
+def _privileges(connection: Connection) -> dict[tuple[str, str, str], bool]:
+    rows = connection.execute(
+        text(
+            "SELECT r, t, p, has_table_privilege(r, format('%I.%I', :schema, t), p) "
+            "FROM unnest(CAST(:roles AS text[])) r, unnest(CAST(:tables AS text[])) t, "
+            "unnest(CAST(:commands AS text[])) p"
+        ),
+        {"schema": SCHEMA, "roles": list(ROLES), "tables": list(TABLES),
+         "commands": list(COMMANDS)},
+    ).all()
+    return {(r, t, p): bool(has) for r, t, p, has in rows}
+
+
+def _owner_members(connection: Connection) -> dict[tuple[str, str], bool]:
+    """Whether each role is (or inherits) the owner of each table: owners skip RLS."""
+    rows = connection.execute(
+        text(
+            "SELECT r, c.relname, pg_has_role(r, c.relowner, 'USAGE') "
+            "FROM unnest(CAST(:roles AS text[])) r, pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND c.relname = ANY(:tables)"
+        ),
+        {"schema": SCHEMA, "roles": list(ROLES), "tables": list(TABLES)},
+    ).all()
+    return {(r, t): bool(member) for r, t, member in rows}
+
+
+def _policies(connection: Connection) -> list[Policy]:
+    rows = connection.execute(
+        text(
+            "SELECT tablename, policyname, permissive, cmd, CAST(roles AS text[]), qual, "
+            "with_check FROM pg_policies WHERE schemaname = :schema AND tablename = ANY(:tables) "
+            "ORDER BY tablename, policyname"
+        ),
+        {"schema": SCHEMA, "tables": list(TABLES)},
+    ).all()
+    return [
+        Policy(table, name, permissive == "PERMISSIVE", cmd, tuple(roles), qual, check)
+        for table, name, permissive, cmd, roles, qual, check in rows
+    ]
+
+
+def _policy_role_membership(
+    connection: Connection, policies: list[Policy]
+) -> dict[tuple[str, str], bool]:
+    """Whether each API role is (or inherits) each role a policy is TO."""
+    named = sorted({r for p in policies for r in p.roles if r != "public"})
+    if not named:
+        return {}
+    rows = connection.execute(
+        text(
+            "SELECT r, p, pg_has_role(r, p, 'USAGE') "
+            "FROM unnest(CAST(:roles AS text[])) r, unnest(CAST(:named AS text[])) p"
+        ),
+        {"roles": list(ROLES), "named": named},
+    ).all()
+    return {(r, p): bool(member) for r, p, member in rows}
+
+
+# --------------------------------------------------------------------------- output
+
+HEADER = ("role", "table", "command", "rows", "through")
+
+
+def format_through(through: Sequence[str]) -> str:
+    """Policy names quoted as in SQL; reasons (BYPASSRLS, no DELETE privilege) bare."""
+    reasons = {"BYPASSRLS", "superuser", "table owner", "RLS disabled", "no policy"}
+    return ", ".join(
+        t if t in reasons or (t.startswith("no ") and t.endswith(" privilege"))
+        else '"' + t.replace('"', '""') + '"'
+        for t in through
+    )
+
+
+def render(cells: Sequence[Cell], where: str) -> str:
+    """The matrix as the text ``chatdb access`` prints: one line per cell, ``!`` first
+    on every cell where anon can change or remove rows it does not own."""
+    lines = [(c.role, c.table, c.command, c.rows, format_through(c.through)) for c in cells]
+    widths = [max(len(row[i]) for row in [HEADER, *lines]) for i in range(4)]
+
+    def line(flag: str, row: tuple[str, ...]) -> str:
+        return flag + " " + "  ".join(v.ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4]
+
+    flagged = [c for c in cells if c.flagged]
+    out = [
+        f"Access to the chat tables at {where}, as PostgREST runs requests",
+        "(privileges: has_table_privilege; row level security: pg_policies)",
+        "",
+        line(" ", HEADER).rstrip(),
+        *(line("!" if c.flagged else " ", row) for c, row in zip(cells, lines)),
+        "",
+        LEGEND,
+        (f"! = anon (anyone holding the anon key) can change or remove rows it does not own: "
+         f"{len(flagged)} cell(s)."),
+    ]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- command
+
+
+def read_matrix_from_env() -> tuple[list[Cell], str]:
+    """Connect to DATABASE_URL, read the matrix in a READ ONLY transaction, roll back."""
+    url = database_url_from_env()
+    where = mask_url(url.set(drivername="postgresql"))
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        try:
+            connection = engine.connect()
+        except OperationalError as exc:
+            raise CommandError(connection_failure(url, exc)) from None
+        with connection:
+            readonly = connection.execution_options(postgresql_readonly=True)
+            try:
+                cells = matrix(readonly)
+            except AccessError as exc:
+                raise CommandError(f"Cannot read the access matrix at {where}: {exc}.") from None
+            except DBAPIError as exc:
+                raise CommandError(
+                    f"Cannot read the access matrix at {where}: {first_line(exc)}."
+                ) from None
+            finally:
+                readonly.rollback()
+    finally:
+        engine.dispose()
+    return cells, where
+
+
+def cmd_access(args: argparse.Namespace) -> int:
+    cells, where = read_matrix_from_env()
+    print(render(cells, where))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """``chatdb access``: registered by chatdb.cli.build_parser."""
+    access = sub.add_parser(
+        "access",
+        help="print what anon, authenticated and service_role can do to the chat tables "
+        "at DATABASE_URL (read-only)",
+    )
+    access.set_defaults(func=cmd_access)

@@ -1,0 +1,280 @@
+"""Issue 6 (2, 3): role x table x command, as PostgREST requests exercise it and as
+`chatdb access` prints it; the weak spots of 004's policies, each pinned by name.
+
+Every cell is observed with a real statement in a real request (tests.postgrest):
+SELECT/UPDATE/DELETE filtered by id, as PostgREST sends them, over rows of two
+websites (OWNER's and STRANGER's), and INSERT of a row into the website the caller
+does not own, then into its own. The observation is one of the outcomes of
+chatdb.access: all, filtered, none, refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from chatdb.access import ALL, COMMANDS, FILTERED, NONE, REFUSED, ROLES, TABLES
+from tests import catalog
+from tests.pg import ROOT
+from tests.postgrest import (
+    CALLERS,
+    HARDENING_SKETCH,
+    SPEC_ANON_WRITES,
+    SPEC_MATRIX,
+    Seed,
+    live_matrix,
+    postgrest_request,
+    refusal,
+    seed,
+)
+
+CHATDB = str(Path(sys.executable).with_name("chatdb"))
+# The caller each role stands for in the matrix: authenticated is OWNER, signed in.
+MATRIX_CALLERS = {role: CALLERS["owner" if role == "authenticated" else role] for role in ROLES}
+UPDATES = {
+    "chat_conversations": "status = 'closed'",
+    "chat_messages": "is_read = true",
+    "chat_participants": "is_online = true",
+}
+
+
+@pytest.fixture(params=["supabase_head_db", "head_db"])
+def at_head(request):
+    """Head on a Supabase-like database, and on plain PostgreSQL (where revision 000
+    made the roles, auth.uid() and default privileges): the matrix must be the same."""
+    return request.getfixturevalue(request.param)
+
+
+# --------------------------------------------------------------------------- observing
+
+
+def observe(conn: psycopg.Connection, rows: Seed, role: str, table: str, command: str) -> str:
+    """The outcome of one real request by ``role`` (MATRIX_CALLERS) on ``table``."""
+    if command == "INSERT":
+        into_other = try_insert(conn, rows, role, table, own=False)
+        if into_other != NONE:
+            return into_other
+        return FILTERED if try_insert(conn, rows, role, table, own=True) == ALL else NONE
+    statement = {
+        "SELECT": "SELECT id FROM {} WHERE id = ANY(%s)",
+        "UPDATE": "UPDATE {} SET " + UPDATES[table] + " WHERE id = ANY(%s)",
+        "DELETE": "DELETE FROM {} WHERE id = ANY(%s)",
+    }[command]
+    ids = rows.ids[table]
+    try:
+        with postgrest_request(conn, *MATRIX_CALLERS[role]):
+            cursor = conn.execute(sql.SQL(statement).format(sql.Identifier(table)), (ids,))
+            touched = cursor.rowcount
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return refusal(exc)
+    return ALL if touched == len(ids) else NONE if touched == 0 else FILTERED
+
+
+def try_insert(conn: psycopg.Connection, rows: Seed, role: str, table: str, *, own: bool) -> str:
+    website = rows.own_website if own else rows.other_website
+    conversation = rows.own_conversation if own else rows.other_conversation
+    statement, params = {
+        "chat_conversations": (
+            "INSERT INTO chat_conversations (website_id, customer_id) VALUES (%s, 'customer_x')",
+            (website,)),
+        "chat_messages": (
+            "INSERT INTO chat_messages (conversation_id, sender_type) VALUES (%s, 'customer')",
+            (conversation,)),
+        "chat_participants": (
+            ("INSERT INTO chat_participants (conversation_id, user_type, user_id) "
+             "VALUES (%s, 'rider', 'rider_x')"), (conversation,)),
+    }[table]
+    try:
+        with postgrest_request(conn, *MATRIX_CALLERS[role]):
+            conn.execute(statement, params)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return refusal(exc)
+    return ALL
+
+
+def observed_matrix(db) -> dict[tuple[str, str, str], str]:
+    rows = seed(db.conn)
+    return {
+        (role, table, command): observe(db.conn, rows, role, table, command)
+        for role in ROLES for table in TABLES for command in COMMANDS
+    }
+
+
+def observable(role: str, rows: str) -> str:
+    """What a request can see of a cell: anon owns no row, so "filtered" (by ownership,
+    the only condition the chat policies use) leaves it nothing."""
+    return NONE if rows == FILTERED and MATRIX_CALLERS[role][1] is None else rows
+
+
+# --------------------------------------------------------------------------- chatdb access
+
+
+def chatdb_access(url: str | None, **extra_env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if url is not None:
+        environ["DATABASE_URL"] = url
+    environ.update(extra_env)
+    return subprocess.run([CHATDB, "access"], cwd=ROOT, env=environ, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def parse_access_output(stdout: str) -> dict[tuple[str, str, str], tuple[str, tuple, bool]]:
+    """The printed table back as {(role, table, command): (rows, through, flagged)}."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line[2:].split()[:2] == ["role", "table"])
+    cells = {}
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        role, table, command, rows, through = re.split(r"\s{2,}", line[2:].strip(), maxsplit=4)
+        if through.startswith('"'):
+            names = tuple(n.replace('""', '"') for n in re.findall(r'"((?:[^"]|"")*)"', through))
+        else:
+            names = (through,)
+        cells[(role, table, command)] = (rows, names, line[0] == "!")
+    return cells
+
+
+def printed_spec() -> dict[tuple[str, str, str], tuple[str, tuple, bool]]:
+    return {key: (rows, through, key in SPEC_ANON_WRITES)
+            for key, (rows, through) in SPEC_MATRIX.items()}
+
+
+# --------------------------------------------------------------------------- the matrix
+
+
+def test_requests_at_head_behave_as_the_spec_implies(at_head):
+    assert observed_matrix(at_head) == {key: rows for key, (rows, _) in SPEC_MATRIX.items()}
+
+
+def test_chatdb_access_computes_the_spec_matrix(at_head):
+    assert live_matrix(at_head.url) == SPEC_MATRIX
+
+
+def test_chatdb_access_prints_the_spec_matrix_and_flags_anon_writes(at_head):
+    result = chatdb_access(at_head.url)
+    assert result.returncode == 0, result.stderr
+    assert parse_access_output(result.stdout) == printed_spec()
+    assert f"can change or remove rows it does not own: {len(SPEC_ANON_WRITES)} cell(s)" \
+        in result.stdout
+
+
+def test_plain_postgresql_prints_the_same_table_as_supabase(head_db, supabase_head_db):
+    plain, supabase = chatdb_access(head_db.url), chatdb_access(supabase_head_db.url)
+    assert plain.returncode == supabase.returncode == 0
+    assert plain.stdout.splitlines()[1:] == supabase.stdout.splitlines()[1:]
+
+
+def test_requests_and_chatdb_access_agree_on_a_hardened_database(supabase_head_db):
+    supabase_head_db.conn.execute(HARDENING_SKETCH)
+    computed = live_matrix(supabase_head_db.url)
+    assert observed_matrix(supabase_head_db) == {
+        (role, table, command): observable(role, rows)
+        for (role, table, command), (rows, _) in computed.items()
+    }
+    # Not uniformly "all" any more: each outcome occurs, for the reason named.
+    assert computed[("anon", "chat_messages", "DELETE")] == (REFUSED, ("no DELETE privilege",))
+    assert computed[("authenticated", "chat_conversations", "UPDATE")] == (
+        FILTERED, ("Owners can manage own conversations",))
+    assert computed[("authenticated", "chat_messages", "DELETE")] == (NONE, ("no policy",))
+    assert computed[("service_role", "chat_messages", "DELETE")] == (ALL, ("BYPASSRLS",))
+    result = chatdb_access(supabase_head_db.url)
+    assert result.returncode == 0, result.stderr
+    assert not [key for key, (_, _, flagged) in parse_access_output(result.stdout).items()
+                if flagged]
+
+
+# --------------------------------------------------------------------------- weak spots
+# 004's policies as production ran them. Each test passes today; when a hardening
+# revision closes the hole, the test fails and must be changed on purpose.
+
+
+def anon_request(db):
+    return postgrest_request(db.conn, *CALLERS["anon"], commit=True)
+
+
+def flagged_cells(url: str) -> set[tuple[str, str, str]]:
+    return {key for key, (_, _, flagged) in parse_access_output(chatdb_access(url).stdout).items()
+            if flagged}
+
+
+def test_weak_spot_anon_reads_every_conversation(supabase_head_db):
+    rows = seed(supabase_head_db.conn)
+    with postgrest_request(supabase_head_db.conn, *CALLERS["anon"]) as conn:
+        visible = {r[0] for r in conn.execute("SELECT id FROM chat_conversations")}
+    assert visible == set(rows.ids["chat_conversations"])  # both owners' customers
+    assert live_matrix(supabase_head_db.url)[("anon", "chat_conversations", "SELECT")][0] == ALL
+
+
+def test_weak_spot_anon_updates_any_message(supabase_head_db):
+    db = supabase_head_db
+    rows = seed(db.conn)
+    with anon_request(db) as conn:
+        changed = conn.execute(
+            "UPDATE chat_messages SET content = 'rewritten by anon' WHERE id = ANY(%s)",
+            (rows.ids["chat_messages"],),
+        ).rowcount
+    assert changed == 2
+    assert db.rows("SELECT DISTINCT content FROM chat_messages") == [("rewritten by anon",)]
+    assert ("anon", "chat_messages", "UPDATE") in flagged_cells(db.url)
+
+
+def assert_anon_deletes_every_row(db, table: str) -> None:
+    rows = seed(db.conn)
+    with anon_request(db) as conn:
+        deleted = conn.execute(
+            sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
+            (rows.ids[table],),
+        ).rowcount
+    assert deleted == len(rows.ids[table]) == 2
+    assert db.scalar(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))) == 0
+    assert ("anon", table, "DELETE") in flagged_cells(db.url)
+
+
+def test_weak_spot_anon_deletes_any_conversation(supabase_head_db):
+    assert_anon_deletes_every_row(supabase_head_db, "chat_conversations")
+
+
+def test_weak_spot_anon_deletes_any_message(supabase_head_db):
+    assert_anon_deletes_every_row(supabase_head_db, "chat_messages")
+
+
+def test_weak_spot_anon_deletes_any_participant(supabase_head_db):
+    assert_anon_deletes_every_row(supabase_head_db, "chat_participants")
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_chatdb_access_never_writes_and_works_on_a_read_only_session(supabase_head_db):
+    before = catalog.snapshot(supabase_head_db.conn)
+    read_only = supabase_head_db.url + "?options=-c%20default_transaction_read_only%3Don"
+    result = chatdb_access(read_only)
+    assert result.returncode == 0, result.stderr
+    assert parse_access_output(result.stdout) == printed_spec()
+    assert catalog.snapshot(supabase_head_db.conn) == before
+
+
+def test_chatdb_access_without_database_url_says_so():
+    result = chatdb_access(None)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "DATABASE_URL is not set" in result.stderr
+
+
+def test_chatdb_access_on_an_unmigrated_database_names_what_is_missing(empty_db):
+    result = chatdb_access(empty_db.url)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        (f"chatdb: Cannot read the access matrix at {empty_db.url}: table(s) "
+         "chat_conversations, chat_messages, chat_participants do not exist in schema public: "
+         "migrate the database first (alembic upgrade head).")
+    ]
