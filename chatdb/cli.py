@@ -1,8 +1,10 @@
-"""The ``chatdb`` command: a local throwaway database and migration helpers.
+"""The chatdb command: a local throwaway database and migration helpers.
 
     chatdb up      migrate DATABASE_URL to head; without DATABASE_URL, start (or reuse)
                    a local PostgreSQL in .chatdb/ and migrate that
     chatdb down    stop the local PostgreSQL (--delete also removes its data)
+    chatdb access  what anon, authenticated and service_role can do (chatdb.access)
+    chatdb drift   how DATABASE_URL differs from the models (chatdb.drift)
 """
 
 from __future__ import annotations
