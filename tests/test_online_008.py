@@ -179,7 +179,7 @@ def test_a_bad_option_fails_before_any_change(make_db):
     db = make_db(100)
     result = alembic_cli("-x", "online_008=sometimes", "upgrade", "head", url=db.url)
     assert result.returncode != 0
-    assert "-x online_008='sometimes' is not one of auto, always, never." in result.stderr
+    assert "-x online_008='sometimes' is not one of auto, always, never." in result.stdout
     assert state(db) == {"version": "004", "not_null": None, "nulls": None, "index_valid": None}
 
 
@@ -199,7 +199,7 @@ def test_a_fresh_database_runs_000_004_008_in_one_transaction(empty_db):
 def test_offline_sql_cannot_take_the_online_path():
     result = alembic_cli("-x", "online_008=always", "upgrade", "004:008", "--sql")
     assert result.returncode != 0
-    assert "cannot be rendered with --sql" in result.stderr
+    assert "cannot be rendered with --sql" in result.stdout
 
 
 # --------------------------------------------------------------------------- same result
@@ -304,7 +304,7 @@ def test_an_error_fails_the_run_keeps_the_committed_batches_and_a_rerun_finishes
     assert result.returncode != 0
     assert (f"Migration step (upgrade 004 -> 008, online path) failed at backfill "
             f"batch: refused row {refused}; the steps committed before it are kept") in (
-        result.stderr)
+        result.stdout)
     failed = state(db)
     assert failed["version"] == "004" and failed["not_null"] is False
     assert 0 < failed["nulls"] < len(null_ids)
