@@ -7,6 +7,7 @@ compares in ``chatdb.autogen``. Options come from ``-x key=value`` and the
 environment (DATABASE_URL, PGRST_DB_CHANNEL).
 """
 
+import io
 from logging.config import fileConfig
 
 from alembic import context
@@ -46,6 +47,15 @@ def run_migrations_offline() -> None:
         reload_hook.send_if_applied(context)
 
 
+def run_without_database() -> None:
+    """``alembic history`` and a hand-written ``alembic revision`` with no DATABASE_URL:
+    Alembic's script-only mode (as_sql, nothing written), so they need no database."""
+    context.configure(
+        url=runtime.offline_url(), as_sql=True, output_buffer=io.StringIO(), **common_options
+    )
+    context.run_migrations()
+
+
 def run_migrations_online() -> None:
     """Under the migration lock, one transaction for the whole run, retried whole after a
     lock timeout (chatdb.runtime). Each attempt counts its own revisions; the NOTIFY is
@@ -66,5 +76,7 @@ def run_migrations_online() -> None:
 
 if context.is_offline_mode():
     run_migrations_offline()
+elif runtime.reads_scripts_only(config.cmd_opts):
+    run_without_database()
 else:
     run_migrations_online()

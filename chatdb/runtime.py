@@ -10,7 +10,7 @@ and turns every failure into one sentence (:mod:`chatdb.failures`).
 from __future__ import annotations
 
 import logging
-
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -23,11 +23,26 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from chatdb import locking
 from chatdb.failures import connection_failure, statement_failure
 from chatdb.pooler import refuse_transaction_pooler
-from chatdb.urls import DatabaseUrlError, database_url_from_env
+from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env
 
 OFFLINE_PLACEHOLDER_URL = "postgresql+psycopg2://offline/placeholder"
 APPLICATION_NAME = "chatdb migrate"
 T = TypeVar("T")
+
+
+def reads_scripts_only(cmd_opts: Any, environ: dict[str, str] | None = None) -> bool:
+    """True for the command-line commands that read only the revision files, when no
+    DATABASE_URL is set: ``alembic history`` and a hand-written ``alembic revision``
+    (not ``--autogenerate``). alembic.ini's ``revision_environment`` runs env.py for
+    them (so new revisions get numbered ids), but they must not need a database.
+    ``cmd_opts`` is Alembic's parsed command line (``config.cmd_opts``)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV_VAR, "").strip() or cmd_opts is None:
+        return False
+    command = getattr(cmd_opts.cmd[0], "__name__", "")
+    return command == "history" or (
+        command == "revision" and not getattr(cmd_opts, "autogenerate", False)
+    )
 
 
 def offline_url() -> str:

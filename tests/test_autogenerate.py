@@ -516,3 +516,18 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
                           (VIEW_MESSAGES,)) == "true"
     assert head_db.scalar("SELECT count(*) FROM pg_attribute WHERE attname = 'edited_at' "
                           "AND attrelid = 'chat_messages'::regclass") == 0
+
+
+def test_history_and_a_hand_written_revision_need_no_database(project):
+    """revision_environment runs env.py for them; without DATABASE_URL it must not connect."""
+    history = cli(project, ALEMBIC, "history")
+    assert history.returncode == 0, history.stdout + history.stderr
+    assert history.stdout.splitlines() == [
+        line for line in history.stdout.splitlines() if " -> " in line
+    ]
+    assert [line.split(",")[0] for line in history.stdout.splitlines()] == [
+        "004 -> 008 (head)", "000 -> 004", "<base> -> 000"
+    ]
+    revision = cli(project, ALEMBIC, "revision", "-m", "Add a note")
+    assert revision.returncode == 0, revision.stdout + revision.stderr
+    assert (project / "alembic" / "versions" / "009_add_a_note.py").is_file()
