@@ -26,7 +26,9 @@ class LocalPgError(RuntimeError):
 
 
 def bindir() -> Path:
-    """Folder of the server binaries: ``pg_config --bindir``, else where ``pg_ctl`` is."""
+    """Folder of the server binaries: ``pg_config --bindir``, else where ``pg_ctl`` is on
+    the PATH, else Debian's /usr/lib/postgresql/<newest>/bin (its postgresql package
+    puts no pg_ctl on the PATH)."""
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
@@ -34,9 +36,15 @@ def bindir() -> Path:
         if out.returncode == 0 and (candidate / "pg_ctl").exists():
             return candidate
     pg_ctl = shutil.which("pg_ctl")
-    if not pg_ctl:
-        raise LocalPgError("PostgreSQL server binaries not found: install postgresql (pg_ctl)")
-    return Path(pg_ctl).resolve().parent
+    if pg_ctl:
+        return Path(pg_ctl).resolve().parent
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0,
+    )
+    if debian:
+        return debian[-1].parent
+    raise LocalPgError("PostgreSQL server binaries not found: install postgresql (pg_ctl)")
 
 
 def server_user() -> str | None:
