@@ -33,16 +33,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from alembic.util import CommandError
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from chatdb.failures import connection_failure, first_line
-from chatdb.urls import database_url_from_env, mask_url
+from chatdb.failures import first_line
+from chatdb.live import read_policies
+from chatdb.runtime import read_only
+from models.entities import Policy
 
 ROLES = ("anon", "authenticated", "service_role")
 TABLES = ("chat_conversations", "chat_messages", "chat_participants")
 COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+APPLICATION_NAME = "chatdb access"
 SCHEMA = "public"
 
 ALL, FILTERED, NONE, REFUSED = "all", "filtered", "none", "refused"
@@ -79,17 +82,6 @@ class Cell:
         rows is a row of somebody else's.
         """
         return self.role == "anon" and self.command in ("UPDATE", "DELETE") and self.rows == ALL
-
-
-@dataclass(frozen=True)
-class Policy:
-    table: str
-    name: str
-    permissive: bool
-    command: str
-    roles: tuple[str, ...]
-    using: str | None
-    check: str | None
 
 
 @dataclass(frozen=True)
@@ -138,7 +130,7 @@ def _expressions(policies: Iterable[Policy], command: str, part: str) -> tuple[l
         if policy.command not in (command, "ALL"):
             continue
         # Without WITH CHECK, the USING expression checks new rows too.
-        expr = policy.using if part == "using" else (policy.check or policy.using)
+        expr = policy.using if part == "using" else (policy.with_check or policy.using)
         (permissive if policy.permissive else restrictive).append((policy.name, expr))
     return permissive, restrictive
 
@@ -171,7 +163,7 @@ def matrix(connection: Connection) -> list[Cell]:
     roles = _roles(connection)
     privileges = _privileges(connection)
     owners = _owner_members(connection)
-    policies = _policies(connection)
+    policies = [p for _, p in sorted(read_policies(connection, list(TABLES)).items())]
     membership = _policy_role_membership(connection, policies)
     cells = []
     for role in ROLES:
@@ -265,21 +257,6 @@ def _owner_members(connection: Connection) -> dict[tuple[str, str], bool]:
     return {(r, t): bool(member) for r, t, member in rows}
 
 
-def _policies(connection: Connection) -> list[Policy]:
-    rows = connection.execute(
-        text(
-            "SELECT tablename, policyname, permissive, cmd, CAST(roles AS text[]), qual, "
-            "with_check FROM pg_policies WHERE schemaname = :schema AND tablename = ANY(:tables) "
-            "ORDER BY tablename, policyname"
-        ),
-        {"schema": SCHEMA, "tables": list(TABLES)},
-    ).all()
-    return [
-        Policy(table, name, permissive == "PERMISSIVE", cmd, tuple(roles), qual, check)
-        for table, name, permissive, cmd, roles, qual, check in rows
-    ]
-
-
 def _policy_role_membership(
     connection: Connection, policies: list[Policy]
 ) -> dict[tuple[str, str], bool]:
@@ -341,29 +318,15 @@ def render(cells: Sequence[Cell], where: str) -> str:
 
 def read_matrix_from_env() -> tuple[list[Cell], str]:
     """Connect to DATABASE_URL, read the matrix in a READ ONLY transaction, roll back."""
-    url = database_url_from_env()
-    where = mask_url(url.set(drivername="postgresql"))
-    engine = create_engine(url, poolclass=pool.NullPool)
-    try:
+    with read_only(APPLICATION_NAME) as (connection, where):
         try:
-            connection = engine.connect()
-        except OperationalError as exc:
-            raise CommandError(connection_failure(url, exc)) from None
-        with connection:
-            readonly = connection.execution_options(postgresql_readonly=True)
-            try:
-                cells = matrix(readonly)
-            except AccessError as exc:
-                raise CommandError(f"Cannot read the access matrix at {where}: {exc}.") from None
-            except DBAPIError as exc:
-                raise CommandError(
-                    f"Cannot read the access matrix at {where}: {first_line(exc)}."
-                ) from None
-            finally:
-                readonly.rollback()
-    finally:
-        engine.dispose()
-    return cells, where
+            return matrix(connection), where
+        except AccessError as exc:
+            raise CommandError(f"Cannot read the access matrix at {where}: {exc}.") from None
+        except DBAPIError as exc:
+            raise CommandError(
+                f"Cannot read the access matrix at {where}: {first_line(exc)}."
+            ) from None
 
 
 def cmd_access(args: argparse.Namespace) -> int:

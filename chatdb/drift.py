@@ -22,14 +22,14 @@ from alembic.operations import ops
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import create_engine, pool
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from chatdb.failures import connection_failure, first_line
+from chatdb.failures import first_line
 from chatdb.project import alembic_config
-from chatdb.urls import DatabaseUrlError, database_url_from_env, mask_url
+from chatdb.runtime import read_only
+from chatdb.urls import DatabaseUrlError
 
 CLEAN, DRIFTED, NOT_CHECKED = 0, 1, 2
 APPLICATION_NAME = "chatdb drift"
@@ -47,36 +47,15 @@ def add_parser(subparsers: Any) -> None:
 def main(out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        url = database_url_from_env()
-    except DatabaseUrlError as exc:
-        print(f"chatdb drift: {exc}", file=err)
-        return NOT_CHECKED
-    shown = mask_url(url.set(drivername="postgresql"))
-    defaults = {"connect_timeout": 10, "application_name": APPLICATION_NAME}
-    engine = create_engine(
-        url,
-        poolclass=pool.NullPool,
-        connect_args={key: value for key, value in defaults.items() if key not in url.query},
-    )
-    try:
-        try:
-            connection = engine.connect()
-        except OperationalError as exc:
-            print(f"chatdb drift: {connection_failure(url, exc)}", file=err)
-            return NOT_CHECKED
-        with connection:
+        with read_only(APPLICATION_NAME) as (connection, shown):
             try:
-                script = compare(connection.execution_options(postgresql_readonly=True))
+                script = compare(connection)
             except DBAPIError as exc:
                 print(f"chatdb drift: reading {shown} failed: {first_line(exc)}.", file=err)
                 return NOT_CHECKED
-            except CommandError as exc:
-                print(f"chatdb drift: {exc}", file=err)
-                return NOT_CHECKED
-            finally:
-                connection.rollback()
-    finally:
-        engine.dispose()
+    except (DatabaseUrlError, CommandError) as exc:
+        print(f"chatdb drift: {exc}", file=err)
+        return NOT_CHECKED
     groups = describe(script.upgrade_ops)
     print(report(shown, groups), file=out)
     return DRIFTED if groups else CLEAN

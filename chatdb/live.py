@@ -61,7 +61,7 @@ def read(
         live = LiveObjects()
         live.tables = _tables(connection, sorted(table_names), table_prefix)
         tables = sorted(live.tables)
-        live.policies = _policies(connection, tables)
+        live.policies = read_policies(connection, tables)
         live.triggers, trigger_functions = _triggers(connection, tables)
         live.functions = _functions(connection, sorted(set(function_names) | trigger_functions))
         live.all_privileges = _all_privileges(connection)
@@ -86,7 +86,9 @@ def _tables(connection: Connection, names: list[str], prefix: str) -> dict[str, 
     return {name: bool(rls) for name, rls in rows}
 
 
-def _policies(connection: Connection, tables: list[str]) -> dict[tuple[str, str], Policy]:
+def read_policies(connection: Connection, tables: list[str]) -> dict[tuple[str, str], Policy]:
+    """The policies of ``tables`` in schema public, by (table, name); also read by
+    chatdb.access."""
     rows = connection.execute(
         text(
             "SELECT tablename, policyname, permissive, CAST(roles AS text[]), cmd, qual, "

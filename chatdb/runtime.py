@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from chatdb import locking
 from chatdb.failures import connection_failure, statement_failure
 from chatdb.pooler import refuse_transaction_pooler
-from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env
+from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env, mask_url
 
 OFFLINE_PLACEHOLDER_URL = "postgresql+psycopg2://offline/placeholder"
 APPLICATION_NAME = "chatdb migrate"
@@ -79,11 +79,42 @@ class RunningStep(logging.Handler):
             logger.setLevel(previous_level)
 
 
-def connect_args(url: URL) -> dict[str, Any]:
-    """psycopg2 options unless DATABASE_URL sets them: a deploy that cannot reach the
+def connect_args(url: URL, application_name: str = APPLICATION_NAME) -> dict[str, Any]:
+    """psycopg2 options unless DATABASE_URL sets them: a command that cannot reach the
     server fails after 10 s instead of hanging, and names itself in pg_stat_activity."""
-    defaults = {"connect_timeout": 10, "application_name": APPLICATION_NAME}
+    defaults = {"connect_timeout": 10, "application_name": application_name}
     return {key: value for key, value in defaults.items() if key not in url.query}
+
+
+@contextmanager
+def connected(url: URL, application_name: str = APPLICATION_NAME) -> Iterator[Connection]:
+    """A connection to ``url``; a failure to connect is a CommandError of one sentence."""
+    engine = create_engine(
+        url, poolclass=pool.NullPool, connect_args=connect_args(url, application_name)
+    )
+    try:
+        try:
+            connection = engine.connect()
+        except OperationalError as exc:
+            raise CommandError(connection_failure(url, exc)) from None
+        with connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def read_only(application_name: str) -> Iterator[tuple[Connection, str]]:
+    """DATABASE_URL for the commands that only look (chatdb access, chatdb drift): a
+    connection whose every transaction is READ ONLY, so PostgreSQL itself refuses any
+    write, rolled back at the end; with the URL as printable (password masked)."""
+    url = database_url_from_env()
+    with connected(url, application_name) as connection:
+        readonly = connection.execution_options(postgresql_readonly=True)
+        try:
+            yield readonly, mask_url(url.set(drivername="postgresql"))
+        finally:
+            readonly.rollback()
 
 
 def run_online(attributes: dict[str, Any], x_args: dict[str, str],
@@ -103,25 +134,15 @@ def run_online(attributes: dict[str, Any], x_args: dict[str, str],
     except DatabaseUrlError as exc:
         raise CommandError(str(exc)) from None
     refuse_transaction_pooler(url, x_args)
-    engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_args(url))
     running = RunningStep()
 
     def fresh_attempt(connection: Connection) -> T:
         running.step = None
         return attempt(connection)
 
-    try:
+    with connected(url) as connection, running.watching():
         try:
-            connection = engine.connect()
-        except OperationalError as exc:
-            raise CommandError(connection_failure(url, exc)) from None
-        with connection, running.watching():
-            try:
-                locking.acquire(connection, opts)
-                return locking.with_lock_retries(
-                    connection, opts, fresh_attempt, lambda: running.step
-                )
-            except DBAPIError as exc:
-                raise CommandError(statement_failure(exc, running.step)) from None
-    finally:
-        engine.dispose()
+            locking.acquire(connection, opts)
+            return locking.with_lock_retries(connection, opts, fresh_attempt, lambda: running.step)
+        except DBAPIError as exc:
+            raise CommandError(statement_failure(exc, running.step)) from None
