@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from alembic.util import CommandError
 from sqlalchemy import text
@@ -38,9 +39,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from chatdb.failures import first_line
-from chatdb.live import read_policies
 from chatdb.runtime import read_only
-from models.entities import Policy
+
+if TYPE_CHECKING:
+    from models.entities import Policy
 
 ROLES = ("anon", "authenticated", "service_role")
 TABLES = ("chat_conversations", "chat_messages", "chat_participants")
@@ -163,6 +165,11 @@ def matrix(connection: Connection) -> list[Cell]:
     roles = _roles(connection)
     privileges = _privileges(connection)
     owners = _owner_members(connection)
+    # Imported here, not at the top: chatdb.cli imports this module at start-up, and the
+    # models must not be imported before env.py puts the project's folder on sys.path
+    # (prepend_sys_path), or `chatdb drift` in a project copy would read the installed ones.
+    from chatdb.live import read_policies
+
     policies = [p for _, p in sorted(read_policies(connection, list(TABLES)).items())]
     membership = _policy_role_membership(connection, policies)
     cells = []
