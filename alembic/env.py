@@ -1,9 +1,9 @@
 """Alembic environment of the chat schema: a thin script.
 
 Behaviour lives in named modules: the connection, the migration lock, the run's
-timeouts and lock retries, and failures in ``chatdb.runtime`` (see
-README.md, "Deploying"), the PostgREST reload in ``chatdb.reload``, what autogenerate
-compares in ``chatdb.autogen``. Options come from ``-x key=value`` and the
+timeouts and lock retries, and failures in ``chatdb.deploy.runtime`` (see
+README.md, "Deploying"), the PostgREST reload in ``chatdb.deploy.reload``, what autogenerate
+compares in ``chatdb.schema.autogen``. Options come from ``-x key=value`` and the
 environment (DATABASE_URL, PGRST_DB_CHANNEL).
 """
 
@@ -11,9 +11,9 @@ import io
 from logging.config import fileConfig
 
 from alembic import context
-
-from chatdb import autogen, locking, runtime
-from chatdb.reload import ReloadHook
+from chatdb.deploy import locking, runtime
+from chatdb.deploy.reload import ReloadHook
+from chatdb.schema import autogen
 from models import Base
 
 config = context.config
@@ -58,7 +58,7 @@ def run_without_database() -> None:
 
 def run_migrations_online() -> None:
     """Under the migration lock, one transaction for the whole run, retried whole after a
-    lock timeout (chatdb.runtime). Each attempt counts its own revisions; the NOTIFY is
+    lock timeout (chatdb.deploy.runtime). Each attempt counts its own revisions; the NOTIFY is
     the last statement of the attempt that commits, and chatdb up reads that attempt's hook."""
 
     def attempt(connection) -> None:

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_008.py --rows 1000000
 
-Starts its own throwaway PostgreSQL (chatdb.localpg.Cluster, fsync on), builds a
+Starts its own throwaway PostgreSQL (chatdb.local.server.Cluster, fsync on), builds a
 drifted chat_conversations of --rows rows without customer_id (tests/drifted_table.py) at
 revision 004, clones it, and on the same server, one after the other, applies
 (a) the hand-run 008 SQL (tests/sql/original_008_fix_customer_id.sql) sent as the
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg
 
-from chatdb.localpg import Cluster, free_port, give_to_server_user
+from chatdb.local.server import Cluster, free_port, give_to_server_user
 from tests.drifted_table import conversation_id, make_drifted
 from tests.pg import ALEMBIC, SQL_DIR, migrate
 
@@ -47,10 +47,10 @@ KINDS = ("read", "update", "insert")
 OPERATIONS = {
     # The columns an API built for the drifted table reads (it does not know customer_id).
     "read": "SELECT id, website_id, customer_name, customer_phone, status, unread_owner, "
-            "updated_at FROM chat_conversations WHERE id = %s",
+    "updated_at FROM chat_conversations WHERE id = %s",
     "update": "UPDATE chat_conversations SET updated_at = now() WHERE id = %s",
     "insert": "INSERT INTO chat_messages (conversation_id, sender_type, content) "
-              "VALUES (%s, 'customer', 'hello')",
+    "VALUES (%s, 'customer', 'hello')",
 }
 
 
@@ -101,8 +101,9 @@ class ClientLoad:
                 start = time.perf_counter()
                 error = None
                 try:
-                    conn.execute(OPERATIONS[kind], (target,)).fetchall() if kind == "read" \
-                        else conn.execute(OPERATIONS[kind], (target,))
+                    conn.execute(
+                        OPERATIONS[kind], (target,)
+                    ).fetchall() if kind == "read" else conn.execute(OPERATIONS[kind], (target,))
                 except psycopg.Error as exc:
                     error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
                 mine.append(Op(kind, start, time.perf_counter(), error))
@@ -145,7 +146,8 @@ def report(arm: Arm) -> None:
     errors = [op for op in during if op.error]
     per_kind = ", ".join(
         f"{kind} {sum(1 for op in during if op.kind == kind)} (worst "
-        f"{worst([op for op in during if op.kind == kind]):.1f} ms)" for kind in KINDS
+        f"{worst([op for op in during if op.kind == kind]):.1f} ms)"
+        for kind in KINDS
     )
     before = arm.before()
     print(f"\n{arm.label}")
@@ -160,8 +162,10 @@ def report(arm: Arm) -> None:
     print(f"  NULL customer_id left      {arm.nulls:8d}")
     print(f"  schema after               {arm.schema}")
     print(f"  client ops during it       {len(during):8d}: {per_kind}")
-    print(f"  baseline before it         p99 {percentile([o.latency_ms for o in before], 99):.1f} ms,"
-          f" worst {worst(before):.1f} ms over {len(before)} ops")
+    print(
+        f"  baseline before it         p99 {percentile([o.latency_ms for o in before], 99):.1f} ms,"
+        f" worst {worst(before):.1f} ms over {len(before)} ops"
+    )
 
 
 def outcome(url: str) -> tuple[int, str]:
@@ -169,14 +173,17 @@ def outcome(url: str) -> tuple[int, str]:
     with psycopg.connect(url, autocommit=True) as conn:
         notnull = conn.execute(
             "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'chat_conversations'::regclass "
-            "AND attname = 'customer_id' AND NOT attisdropped").fetchone()
+            "AND attname = 'customer_id' AND NOT attisdropped"
+        ).fetchone()
         if notnull is None:
             return -1, "customer_id missing"
         nulls = conn.execute(
-            "SELECT count(*) FROM chat_conversations WHERE customer_id IS NULL").fetchone()[0]
+            "SELECT count(*) FROM chat_conversations WHERE customer_id IS NULL"
+        ).fetchone()[0]
         index = conn.execute(
             "SELECT indisvalid FROM pg_index "
-            "WHERE indexrelid = to_regclass('public.idx_chat_conversations_customer')").fetchone()
+            "WHERE indexrelid = to_regclass('public.idx_chat_conversations_customer')"
+        ).fetchone()
     column = "NOT NULL" if notnull[0] else "nullable"
     index_state = "absent" if index is None else ("valid" if index[0] else "INVALID")
     return nulls, f"customer_id {column}, idx_chat_conversations_customer {index_state}"
@@ -223,21 +230,33 @@ def machine(conn: psycopg.Connection) -> str:
         f"{name} {conn.execute(f'SHOW {name}').fetchone()[0]}"
         for name in ("shared_buffers", "fsync", "synchronous_commit", "max_wal_size")
     )
-    return (f"nproc {os.cpu_count()}, memory {total} total, {platform.machine()}, "
-            f"PostgreSQL {version} ({settings})")
+    return (
+        f"nproc {os.cpu_count()}, memory {total} total, {platform.machine()}, "
+        f"PostgreSQL {version} ({settings})"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--clients-per-kind", type=int, default=2,
-                        help="client threads per operation kind (read, update, insert)")
-    parser.add_argument("--think-ms", type=float, default=10.0,
-                        help="pause of each client between operations")
+    parser.add_argument(
+        "--clients-per-kind",
+        type=int,
+        default=2,
+        help="client threads per operation kind (read, update, insert)",
+    )
+    parser.add_argument(
+        "--think-ms", type=float, default=10.0, help="pause of each client between operations"
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before")
     parser.add_argument("--cooldown", type=float, default=1.0, help="seconds of load after")
-    parser.add_argument("-x", action="append", default=[], dest="x_args",
-                        help="passed to alembic as -x (e.g. online_008_batch_size=1000)")
+    parser.add_argument(
+        "-x",
+        action="append",
+        default=[],
+        dest="x_args",
+        help="passed to alembic as -x (e.g. online_008_batch_size=1000)",
+    )
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="chatdb-bench-"))
@@ -249,9 +268,11 @@ def main() -> int:
     try:
         admin = psycopg.connect(cluster.url("postgres"), autocommit=True)
         clients = args.clients_per_kind
-        print(f"bench_008: {args.rows:,} conversations; {3 * clients} clients ({clients} "
-              f"readers, {clients} updaters, {clients} message inserters), think time "
-              f"{args.think_ms:g} ms")
+        print(
+            f"bench_008: {args.rows:,} conversations; {3 * clients} clients ({clients} "
+            f"readers, {clients} updaters, {clients} message inserters), think time "
+            f"{args.think_ms:g} ms"
+        )
         print(f"machine: {machine(admin)}")
         started = time.perf_counter()
         admin.execute("CREATE DATABASE bench_template")
@@ -272,8 +293,10 @@ def main() -> int:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
             admin.execute("CHECKPOINT")
         original, project = (worst(arm.during()) for arm in arms)
-        print(f"\nworst client latency: original {original:.1f} ms, project {project:.1f} ms; "
-              f"ratio original / project = {original / project:.1f}")
+        print(
+            f"\nworst client latency: original {original:.1f} ms, project {project:.1f} ms; "
+            f"ratio original / project = {original / project:.1f}"
+        )
         admin.close()
     finally:
         cluster.stop()

@@ -1,10 +1,10 @@
 """The chatdb command: a local throwaway database and migration helpers.
 
-    chatdb up      migrate DATABASE_URL to head; without DATABASE_URL, start (or reuse)
-                   a local PostgreSQL in .chatdb/ and migrate that
-    chatdb down    stop the local PostgreSQL (--delete also removes its data)
-    chatdb access  what anon, authenticated and service_role can do (chatdb.access)
-    chatdb drift   how DATABASE_URL differs from the models (chatdb.drift)
+chatdb up      migrate DATABASE_URL to head; without DATABASE_URL, start (or reuse)
+               a local PostgreSQL in .chatdb/ and migrate that
+chatdb down    stop the local PostgreSQL (--delete also removes its data)
+chatdb access  what anon, authenticated and service_role can do (chatdb.inspect.access)
+chatdb drift   how DATABASE_URL differs from the models (chatdb.inspect.drift)
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import logging
 import os
 import sys
 
-from alembic import command
 from alembic.util import CommandError
 
-from chatdb import access, drift, local
-from chatdb.localpg import LocalPgError
+from alembic import command
+from chatdb.inspect import access, drift
+from chatdb.local import throwaway as local
+from chatdb.local.server import LocalPgError
 from chatdb.project import alembic_config
 from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env, mask_url
 

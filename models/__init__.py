@@ -7,7 +7,7 @@ autogenerate never looks at them (see :data:`EXTERNAL_TABLES`).
 
 ``DECLARED`` holds the chat system's other objects (row level security, policies,
 the trigger function, triggers, grants, realtime publication membership), which
-``chatdb.autogen`` compares alongside the tables.
+``chatdb.schema.autogen`` compares alongside the tables.
 """
 
 from models.access import GRANTS, REALTIME_PUBLICATION, REALTIME_TABLES

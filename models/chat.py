@@ -41,9 +41,7 @@ class ChatConversation(Base):
     order_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("delivery_orders.id", ondelete="SET NULL")
     )
-    website_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("websites.id", ondelete="CASCADE")
-    )
+    website_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("websites.id", ondelete="CASCADE"))
     customer_id: Mapped[str] = mapped_column(Text)
     customer_name: Mapped[str | None] = mapped_column(Text)
     customer_phone: Mapped[str | None] = mapped_column(Text)
@@ -51,12 +49,8 @@ class ChatConversation(Base):
     unread_owner: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
     unread_customer: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
     unread_rider: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
-    created_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), server_default=NOW
-    )
-    updated_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), server_default=NOW
-    )
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
 
 class ChatMessage(Base):
@@ -81,9 +75,7 @@ class ChatMessage(Base):
     is_read: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     read_by: Mapped[Any | None] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
-    created_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), server_default=NOW
-    )
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
 
 class ChatParticipant(Base):
@@ -103,6 +95,4 @@ class ChatParticipant(Base):
     user_name: Mapped[str | None] = mapped_column(Text)
     is_online: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), server_default=NOW
-    )
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=NOW)

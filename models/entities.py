@@ -3,8 +3,8 @@
 Tables are SQLAlchemy models (:mod:`models.chat`); everything else the chat system
 owns in PostgreSQL is declared with the small value types below, in
 :mod:`models.policies`, :mod:`models.functions`, :mod:`models.triggers` and
-:mod:`models.access`. ``chatdb.autogen`` compares them with the live catalog
-(``alembic revision --autogenerate``, ``alembic check``) and ``chatdb.drift``
+:mod:`models.access`. ``chatdb.schema.autogen`` compares them with the live catalog
+(``alembic revision --autogenerate``, ``alembic check``) and ``chatdb.inspect.drift``
 reports the differences in words.
 
 Expressions and trigger definitions are written the way PostgreSQL prints them

@@ -18,7 +18,9 @@ PARTICIPANTS = "chat_participants"
 ROW_LEVEL_SECURITY = frozenset({CONVERSATIONS, MESSAGES, PARTICIPANTS})
 
 # The conversation belongs to a website the requesting user owns.
-OWNER_EXPR = "(website_id IN (SELECT websites.id FROM websites WHERE (websites.user_id = auth.uid())))"
+OWNER_EXPR = (
+    "(website_id IN (SELECT websites.id FROM websites WHERE (websites.user_id = auth.uid())))"
+)
 
 POLICIES = (
     Policy(CONVERSATIONS, "Service role full access to conversations", "ALL", "true", "true"),

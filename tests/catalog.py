@@ -39,8 +39,7 @@ CONSTRAINT_TYPES = {
 
 UUID_DEFAULT = "uuid_generate_v4()"
 OWNER_EXPR = (
-    "(website_id IN ( SELECT websites.id FROM websites "
-    "WHERE (websites.user_id = auth.uid())))"
+    "(website_id IN ( SELECT websites.id FROM websites WHERE (websites.user_id = auth.uid())))"
 )
 
 
@@ -59,7 +58,7 @@ def _policy(cmd, qual=None, with_check=None):
 
 
 def _btree(name, table, columns):
-    return "CREATE INDEX %s ON public.%s USING btree (%s)" % (name, table, columns)
+    return f"CREATE INDEX {name} ON public.{table} USING btree ({columns})"
 
 
 def _trigger(timing, events, function):
@@ -111,15 +110,20 @@ EXPECTED = {
                 "chat_conversations_pkey": "CREATE UNIQUE INDEX chat_conversations_pkey "
                 "ON public.chat_conversations USING btree (id)",
                 "idx_chat_conversations_order": _btree(
-                    "idx_chat_conversations_order", "chat_conversations", "order_id"),
+                    "idx_chat_conversations_order", "chat_conversations", "order_id"
+                ),
                 "idx_chat_conversations_website": _btree(
-                    "idx_chat_conversations_website", "chat_conversations", "website_id"),
+                    "idx_chat_conversations_website", "chat_conversations", "website_id"
+                ),
                 "idx_chat_conversations_customer": _btree(
-                    "idx_chat_conversations_customer", "chat_conversations", "customer_id"),
+                    "idx_chat_conversations_customer", "chat_conversations", "customer_id"
+                ),
                 "idx_chat_conversations_status": _btree(
-                    "idx_chat_conversations_status", "chat_conversations", "status"),
+                    "idx_chat_conversations_status", "chat_conversations", "status"
+                ),
                 "idx_chat_conversations_updated": _btree(
-                    "idx_chat_conversations_updated", "chat_conversations", "updated_at DESC"),
+                    "idx_chat_conversations_updated", "chat_conversations", "updated_at DESC"
+                ),
             },
             "policies": {
                 "Service role full access to conversations": _policy("ALL", "true", "true"),
@@ -130,7 +134,8 @@ EXPECTED = {
             },
             "triggers": {
                 "update_chat_conversations_updated_at": _trigger(
-                    "BEFORE", ["UPDATE"], "public.update_updated_at_column"),
+                    "BEFORE", ["UPDATE"], "public.update_updated_at_column"
+                ),
             },
         },
         "chat_messages": {
@@ -164,11 +169,14 @@ EXPECTED = {
                 "chat_messages_pkey": "CREATE UNIQUE INDEX chat_messages_pkey "
                 "ON public.chat_messages USING btree (id)",
                 "idx_chat_messages_conversation": _btree(
-                    "idx_chat_messages_conversation", "chat_messages", "conversation_id"),
+                    "idx_chat_messages_conversation", "chat_messages", "conversation_id"
+                ),
                 "idx_chat_messages_created": _btree(
-                    "idx_chat_messages_created", "chat_messages", "created_at DESC"),
+                    "idx_chat_messages_created", "chat_messages", "created_at DESC"
+                ),
                 "idx_chat_messages_sender": _btree(
-                    "idx_chat_messages_sender", "chat_messages", "sender_type, sender_id"),
+                    "idx_chat_messages_sender", "chat_messages", "sender_type, sender_id"
+                ),
             },
             "policies": {
                 "Service role full access to messages": _policy("ALL", "true", "true"),
@@ -178,7 +186,8 @@ EXPECTED = {
             },
             "triggers": {
                 "update_conversation_on_message_trigger": _trigger(
-                    "AFTER", ["INSERT"], "public.update_conversation_on_message"),
+                    "AFTER", ["INSERT"], "public.update_conversation_on_message"
+                ),
             },
         },
         "chat_participants": {
@@ -210,13 +219,14 @@ EXPECTED = {
             "indexes": {
                 "chat_participants_pkey": "CREATE UNIQUE INDEX chat_participants_pkey "
                 "ON public.chat_participants USING btree (id)",
-                "chat_participants_conversation_id_user_type_user_id_key":
-                    "CREATE UNIQUE INDEX chat_participants_conversation_id_user_type_user_id_key "
-                    "ON public.chat_participants USING btree (conversation_id, user_type, user_id)",
+                "chat_participants_conversation_id_user_type_user_id_key": "CREATE UNIQUE INDEX chat_participants_conversation_id_user_type_user_id_key "
+                "ON public.chat_participants USING btree (conversation_id, user_type, user_id)",
                 "idx_chat_participants_conversation": _btree(
-                    "idx_chat_participants_conversation", "chat_participants", "conversation_id"),
+                    "idx_chat_participants_conversation", "chat_participants", "conversation_id"
+                ),
                 "idx_chat_participants_user": _btree(
-                    "idx_chat_participants_user", "chat_participants", "user_type, user_id"),
+                    "idx_chat_participants_user", "chat_participants", "user_type, user_id"
+                ),
             },
             "policies": {
                 "Service role full access to participants": _policy("ALL", "true", "true"),
@@ -494,9 +504,9 @@ def _missing_and_extra(prefix, kind, actual, expected, quote=False):
     label = '"%s"' if quote else "%s"
     out = []
     for name in sorted(set(expected) - set(actual)):
-        out.append("%s: %s %s is missing" % (prefix, kind, label % name))
+        out.append(f"{prefix}: {kind} {label % name} is missing")
     for name in sorted(set(actual) - set(expected)):
-        out.append("%s: %s %s is not in the spec" % (prefix, kind, label % name))
+        out.append(f"{prefix}: {kind} {label % name} is not in the spec")
     return out
 
 
@@ -504,16 +514,22 @@ def _column_differences(table, actual, expected):
     out = _missing_and_extra(table, "column", actual, expected)
     for name in sorted(set(actual) & set(expected)):
         have, want = actual[name], expected[name]
-        where = "%s.%s" % (table, name)
+        where = f"{table}.{name}"
         if have["type"] != want["type"]:
-            out.append("%s: type is %s, spec says %s" % (where, have["type"], want["type"]))
+            out.append("{}: type is {}, spec says {}".format(where, have["type"], want["type"]))
         if have["not_null"] != want["not_null"]:
-            state = lambda flag: "NOT NULL" if flag else "nullable"  # noqa: E731
-            out.append("%s: is %s, spec says %s"
-                       % (where, state(have["not_null"]), state(want["not_null"])))
+            state = lambda flag: "NOT NULL" if flag else "nullable"
+            out.append(
+                "{}: is {}, spec says {}".format(
+                    where, state(have["not_null"]), state(want["not_null"])
+                )
+            )
         if _normalise_default(have["default"]) != _normalise_default(want["default"]):
-            out.append("%s: default is %s, spec says %s"
-                       % (where, _show(have["default"]), _show(want["default"])))
+            out.append(
+                "{}: default is {}, spec says {}".format(
+                    where, _show(have["default"]), _show(want["default"])
+                )
+            )
     return out
 
 
@@ -522,10 +538,13 @@ def _constraint_differences(table, actual, expected):
     for name in sorted(set(actual) & set(expected)):
         have, want = actual[name], expected[name]
         if _normalise_sql(have["definition"]) != _normalise_sql(want["definition"]):
-            out.append("%s: constraint %s is %s, spec says %s"
-                       % (table, name, have["definition"], want["definition"]))
+            out.append(
+                "{}: constraint {} is {}, spec says {}".format(
+                    table, name, have["definition"], want["definition"]
+                )
+            )
         if not have["validated"]:
-            out.append("%s: constraint %s is NOT VALID" % (table, name))
+            out.append(f"{table}: constraint {name} is NOT VALID")
     return out
 
 
@@ -534,10 +553,13 @@ def _index_differences(table, actual, expected):
     for name in sorted(set(actual) & set(expected)):
         have = actual[name]
         if _normalise_sql(have["definition"]) != _normalise_sql(expected[name]):
-            out.append("%s: index %s is %s, spec says %s"
-                       % (table, name, have["definition"], expected[name]))
+            out.append(
+                "{}: index {} is {}, spec says {}".format(
+                    table, name, have["definition"], expected[name]
+                )
+            )
         if not (have["valid"] and have["ready"]):
-            out.append("%s: index %s is not valid" % (table, name))
+            out.append(f"{table}: index {name} is not valid")
     return out
 
 
@@ -545,27 +567,34 @@ def _policy_differences(table, actual, expected):
     out = _missing_and_extra(table, "policy", actual, expected, quote=True)
     for name in sorted(set(actual) & set(expected)):
         have, want = actual[name], expected[name]
-        where = '%s: policy "%s"' % (table, name)
+        where = f'{table}: policy "{name}"'
         for key, label in (("permissive", "is"), ("cmd", "command is")):
             if have[key] != want[key]:
-                out.append("%s: %s %s, spec says %s" % (where, label, have[key], want[key]))
+                out.append(f"{where}: {label} {have[key]}, spec says {want[key]}")
         if have["roles"] != want["roles"]:
-            out.append("%s: applies to %s, spec says %s"
-                       % (where, ", ".join(have["roles"]), ", ".join(want["roles"])))
+            out.append(
+                "{}: applies to {}, spec says {}".format(
+                    where, ", ".join(have["roles"]), ", ".join(want["roles"])
+                )
+            )
         for key, label in (("qual", "USING"), ("with_check", "WITH CHECK")):
             if _normalise_sql(have[key]) != _normalise_sql(want[key]):
-                out.append("%s: %s is %s, spec says %s"
-                           % (where, label, _show(_normalise_sql(have[key])), _show(want[key])))
+                out.append(
+                    f"{where}: {label} is {_show(_normalise_sql(have[key]))}, spec says {_show(want[key])}"
+                )
     return out
 
 
 def _rls_differences(table, have):
     out = []
     if have["rls_enabled"] != EXPECTED["rls_enabled"]:
-        out.append("%s: row level security is %s, spec says enabled"
-                   % (table, "enabled" if have["rls_enabled"] else "disabled"))
+        out.append(
+            "{}: row level security is {}, spec says enabled".format(
+                table, "enabled" if have["rls_enabled"] else "disabled"
+            )
+        )
     if have["rls_forced"] != EXPECTED["rls_forced"]:
-        out.append("%s: row level security is forced, spec says not forced" % table)
+        out.append(f"{table}: row level security is forced, spec says not forced")
     return out
 
 
@@ -578,10 +607,13 @@ def _privilege_differences(table, actual):
         missing = [p for p in wanted if p not in have]
         extra = [p for p in have if p not in wanted]
         if missing:
-            out.append("%s: role %s lacks %s, spec says %s"
-                       % (table, role, ", ".join(missing), ", ".join(wanted)))
+            out.append(
+                "{}: role {} lacks {}, spec says {}".format(
+                    table, role, ", ".join(missing), ", ".join(wanted)
+                )
+            )
         if extra:
-            out.append("%s: role %s has %s, not in the spec" % (table, role, ", ".join(extra)))
+            out.append("{}: role {} has {}, not in the spec".format(table, role, ", ".join(extra)))
     return out
 
 
@@ -591,15 +623,14 @@ def _trigger_differences(table, actual, expected):
         have, want = actual[name], expected[name]
         for key in ("timing", "events", "level", "function", "enabled"):
             if have[key] != want[key]:
-                out.append("%s: trigger %s %s is %s, spec says %s"
-                           % (table, name, key, have[key], want[key]))
+                out.append(f"{table}: trigger {name} {key} is {have[key]}, spec says {want[key]}")
     return out
 
 
 def _table_differences(table, have):
     want = EXPECTED["tables"][table]
     if not have["exists"]:
-        return ["%s: table is missing" % table]
+        return [f"{table}: table is missing"]
     out = []
     out += _column_differences(table, have["columns"], want["columns"])
     out += _constraint_differences(table, have["constraints"], want["constraints"])
@@ -608,7 +639,7 @@ def _table_differences(table, have):
     out += _policy_differences(table, have["policies"], want["policies"])
     out += _privilege_differences(table, have["privileges"])
     if have["in_publication"] != EXPECTED["in_publication"]:
-        out.append("%s: not a member of publication %s, spec says it is" % (table, PUBLICATION))
+        out.append(f"{table}: not a member of publication {PUBLICATION}, spec says it is")
     out += _trigger_differences(table, have["triggers"], want["triggers"])
     return out
 
@@ -616,12 +647,15 @@ def _table_differences(table, have):
 def _function_differences(have):
     want = EXPECTED["function"][FUNCTION]
     if not have["exists"]:
-        return ["function %s() is missing" % FUNCTION]
+        return [f"function {FUNCTION}() is missing"]
     out = []
     for key in ("language", "returns", "arguments"):
         if have[key] != want[key]:
-            out.append("function %s(): %s is %s, spec says %s"
-                       % (FUNCTION, key, have[key] or "(none)", want[key] or "(none)"))
+            out.append(
+                "function {}(): {} is {}, spec says {}".format(
+                    FUNCTION, key, have[key] or "(none)", want[key] or "(none)"
+                )
+            )
     return out
 
 
@@ -630,9 +664,9 @@ def spec_differences(snap):
     out = []
     for role, exists in snap["roles"].items():
         if not exists:
-            out.append("role %s does not exist" % role)
+            out.append(f"role {role} does not exist")
     if not snap["publication_exists"]:
-        out.append("publication %s does not exist" % PUBLICATION)
+        out.append(f"publication {PUBLICATION} does not exist")
     for table in TABLES:
         out += _table_differences(table, snap["tables"][table])
     out += _function_differences(snap["functions"][FUNCTION])

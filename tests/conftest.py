@@ -1,7 +1,7 @@
 """Fixtures: real PostgreSQL servers started by the test run, template databases.
 
 Two throwaway clusters are started with the installed server binaries (as an
-unprivileged user when the run is root, see chatdb.localpg):
+unprivileged user when the run is root, see chatdb.local.server):
 - ``server``: plain PostgreSQL, where revision 000 provides 004's prerequisites;
 - ``supabase_server``: a cluster prepared like a Supabase project
   (tests/sql/supabase_like.sql), so that roles, which are cluster-wide, exist
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from pytest_postgresql import factories
 
-from chatdb.localpg import Cluster, free_port, give_to_server_user
+from chatdb.local.server import Cluster, free_port, give_to_server_user
 from tests.pg import Database, Server, database_of, loader, migrate, run_sql_file
 
 
@@ -69,17 +69,23 @@ def to_004(url: str) -> None:
 
 # Templates, filled once per session.
 empty_proc = factories.postgresql_noproc(dbname="t_empty", depends_on="server")
-head_proc = factories.postgresql_noproc(dbname="t_head", depends_on="server", load=[loader(to_head)])
-at_004_proc = factories.postgresql_noproc(dbname="t_004", depends_on="server", load=[loader(to_004)])
+head_proc = factories.postgresql_noproc(
+    dbname="t_head", depends_on="server", load=[loader(to_head)]
+)
+at_004_proc = factories.postgresql_noproc(
+    dbname="t_004", depends_on="server", load=[loader(to_004)]
+)
 supabase_proc = factories.postgresql_noproc(
     dbname="t_supabase", depends_on="supabase_server", load=[loader(prepare_like_supabase)]
 )
 supabase_head_proc = factories.postgresql_noproc(
-    dbname="t_supabase_head", depends_on="supabase_server",
+    dbname="t_supabase_head",
+    depends_on="supabase_server",
     load=[loader(prepare_like_supabase, to_head)],
 )
 hand_run_proc = factories.postgresql_noproc(
-    dbname="t_hand_run", depends_on="supabase_server",
+    dbname="t_hand_run",
+    depends_on="supabase_server",
     load=[loader(prepare_like_supabase, adopt_hand_run_004)],
 )
 

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 
 import psycopg
 
-from chatdb.locking import LOCK_KEY
-from chatdb.localpg import bindir
+from chatdb.deploy.locking import LOCK_KEY
+from chatdb.local.server import bindir
 from tests.pg import ALEMBIC, ROOT
 
 WAITING_FOR_MIGRATION_LOCK = f"""
@@ -32,7 +32,10 @@ def dump(url: str, env: dict[str, str] | None = None) -> str:
     """pg_dump of the whole database: every object and every row."""
     result = subprocess.run(
         [str(bindir() / "pg_dump"), "--no-sync", "--restrict-key=chatdbtest", "--dbname", url],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
     )
     return result.stdout
 
@@ -42,8 +45,12 @@ def start_cli(*args: str, url: str, env: dict[str, str] | None = None) -> subpro
     environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
     environ.update(DATABASE_URL=url, **(env or {}))
     return subprocess.Popen(
-        [ALEMBIC, *args], cwd=ROOT, env=environ, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [ALEMBIC, *args],
+        cwd=ROOT,
+        env=environ,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 

@@ -17,14 +17,12 @@ import psycopg
 WEBSITES = 10
 
 
-
 def conversation_id(n: int) -> uuid.UUID:
     """The id of conversation number ``n`` (1-based), as the builder makes it."""
     return uuid.UUID(hashlib.md5(f"conv{n}".encode()).hexdigest())
 
 
-def make_drifted(url: str, rows: int, *, customer_id: str = "missing",
-                 phone: bool = True) -> None:
+def make_drifted(url: str, rows: int, *, customer_id: str = "missing", phone: bool = True) -> None:
     """Turn the chat_conversations of a database at revision 004 into a drifted one
     holding ``rows`` conversations.
 
@@ -83,6 +81,9 @@ def conversation_rows(conn: psycopg.Connection) -> list[dict]:
     """Every conversation as a dict of its columns, in id order, without updated_at:
     the backfill fires the BEFORE UPDATE trigger (updated_at = now()) in every path,
     the hand-run SQL's included."""
-    return [row for (row,) in conn.execute(
-        "SELECT to_jsonb(c) - 'updated_at' FROM chat_conversations c ORDER BY id"
-    )]
+    return [
+        row
+        for (row,) in conn.execute(
+            "SELECT to_jsonb(c) - 'updated_at' FROM chat_conversations c ORDER BY id"
+        )
+    ]

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from alembic import command
 
+from alembic import command
 from chatdb.project import alembic_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ class Database:
     url: str
     conn: psycopg.Connection
 
-    def scalar(self, sql: str, params: tuple | None = None):  # noqa: ANN201
+    def scalar(self, sql: str, params: tuple | None = None):
         row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
@@ -55,7 +55,9 @@ def database_of(conn: psycopg.Connection) -> Database:
     """Wrap pytest-postgresql's connection: autocommit, so a test never holds locks."""
     conn.autocommit = True
     info = conn.info
-    return Database(url=f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}", conn=conn)
+    return Database(
+        url=f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}", conn=conn
+    )
 
 
 def run_sql_file(url: str, name: str) -> None:
@@ -86,19 +88,26 @@ def migrate(url: str, target: str = "head", *, x: list[str] | None = None, down:
     return config
 
 
-def alembic_cli(*args: str, url: str | None = None, env: dict[str, str] | None = None,
-                timeout: float = 120) -> subprocess.CompletedProcess:
+def alembic_cli(
+    *args: str, url: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run the real ``alembic`` command line in the project root, as a deploy would."""
     environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
     if url is not None:
         environ["DATABASE_URL"] = url
     environ.update(env or {})
     return subprocess.run(
-        [ALEMBIC, *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout
+        [ALEMBIC, *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
-def loader(*steps):  # noqa: ANN201
+def loader(*steps):
     """A pytest-postgresql ``load`` callable that runs ``steps(url)`` on the template."""
 
     def load(host: str, port: int, user: str, dbname: str, password: str | None = None, **_):

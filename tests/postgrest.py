@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from chatdb.access import ALL, NONE, REFUSED, read_matrix_from_env
+from chatdb.inspect.access import ALL, NONE, REFUSED, read_matrix_from_env
 from tests.pg import database_url
 
 OWNER = uuid.UUID("00000000-0000-4000-8000-00000000000a")  # owns the seeded "own" website
@@ -63,8 +63,9 @@ def postgrest_request(
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
         if legacy:
             for name, value in claims.items():
-                conn.execute("SELECT set_config(%s, %s, true)",
-                             (f"request.jwt.claim.{name}", value))
+                conn.execute(
+                    "SELECT set_config(%s, %s, true)", (f"request.jwt.claim.{name}", value)
+                )
         else:
             conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
         yield conn
@@ -84,8 +85,11 @@ class Seed:
 
 def seed(conn: psycopg.Connection) -> Seed:
     """As the superuser (no RLS): per website a conversation, a message and a participant."""
-    ids: dict[str, list[uuid.UUID]] = {"chat_conversations": [], "chat_messages": [],
-                                       "chat_participants": []}
+    ids: dict[str, list[uuid.UUID]] = {
+        "chat_conversations": [],
+        "chat_messages": [],
+        "chat_participants": [],
+    }
     websites, conversations = [], []
     for user, phone in ((OWNER, "0100000001"), (STRANGER, "0100000002")):
         website = conn.execute(
@@ -106,8 +110,11 @@ def seed(conn: psycopg.Connection) -> Seed:
             "VALUES (%s, 'customer', %s) RETURNING id",
             (conversation, f"customer_{phone}"),
         ).fetchone()[0]
-        for table, row in (("chat_conversations", conversation), ("chat_messages", message),
-                           ("chat_participants", participant)):
+        for table, row in (
+            ("chat_conversations", conversation),
+            ("chat_messages", message),
+            ("chat_participants", participant),
+        ):
             ids[table].append(row)
         websites.append(website)
         conversations.append(conversation)
@@ -136,7 +143,10 @@ _POLICY_CELLS = {
     ("chat_messages", "UPDATE"): ("Anyone can update messages", _MESSAGES_FULL),
     ("chat_messages", "DELETE"): (_MESSAGES_FULL,),
     ("chat_participants", "SELECT"): (
-        "Anyone can manage participants", "Anyone can view participants", _PARTICIPANTS_FULL),
+        "Anyone can manage participants",
+        "Anyone can view participants",
+        _PARTICIPANTS_FULL,
+    ),
     ("chat_participants", "INSERT"): ("Anyone can manage participants", _PARTICIPANTS_FULL),
     ("chat_participants", "UPDATE"): ("Anyone can manage participants", _PARTICIPANTS_FULL),
     ("chat_participants", "DELETE"): ("Anyone can manage participants", _PARTICIPANTS_FULL),

@@ -12,7 +12,11 @@ SET_ROW = "00000000-0000-0000-0000-00000000000c"
 
 def insert_rows(db, *, with_phone_column=True, with_customer_id=True):
     website = db.scalar("INSERT INTO websites DEFAULT VALUES RETURNING id")
-    rows = [(PHONE_ROW, "0123456789", None), (NO_PHONE_ROW, None, None), (SET_ROW, "555", "kept_id")]
+    rows = [
+        (PHONE_ROW, "0123456789", None),
+        (NO_PHONE_ROW, None, None),
+        (SET_ROW, "555", "kept_id"),
+    ]
     for row_id, phone, customer_id in rows:
         columns, values = ["id", "website_id"], [row_id, website]
         if with_phone_column:
@@ -33,14 +37,18 @@ def customer_ids(db) -> dict[str, str]:
 
 
 def assert_repaired(db):
-    assert db.scalar(
-        "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'chat_conversations'::regclass "
-        "AND attname = 'customer_id'"
-    ) is True
-    assert db.scalar(
-        "SELECT pg_get_indexdef('idx_chat_conversations_customer'::regclass)"
-    ) == "CREATE INDEX idx_chat_conversations_customer ON public.chat_conversations " \
-         "USING btree (customer_id)"
+    assert (
+        db.scalar(
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'chat_conversations'::regclass "
+            "AND attname = 'customer_id'"
+        )
+        is True
+    )
+    assert (
+        db.scalar("SELECT pg_get_indexdef('idx_chat_conversations_customer'::regclass)")
+        == "CREATE INDEX idx_chat_conversations_customer ON public.chat_conversations "
+        "USING btree (customer_id)"
+    )
 
 
 def test_column_missing(db_at_004):

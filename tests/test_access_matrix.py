@@ -5,7 +5,7 @@ Every cell is observed with a real statement in a real request (tests.postgrest)
 SELECT/UPDATE/DELETE filtered by id, as PostgREST sends them, over rows of two
 websites (OWNER's and STRANGER's), and INSERT of a row into the website the caller
 does not own, then into its own. The observation is one of the outcomes of
-chatdb.access: all, filtered, none, refused.
+chatdb.inspect.access: all, filtered, none, refused.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from chatdb.access import ALL, COMMANDS, FILTERED, NONE, REFUSED, ROLES, TABLES
+from chatdb.inspect.access import ALL, COMMANDS, FILTERED, NONE, REFUSED, ROLES, TABLES
 from tests import catalog
 from tests.pg import ROOT
 from tests.postgrest import (
@@ -83,13 +83,19 @@ def try_insert(conn: psycopg.Connection, rows: Seed, role: str, table: str, *, o
     statement, params = {
         "chat_conversations": (
             "INSERT INTO chat_conversations (website_id, customer_id) VALUES (%s, 'customer_x')",
-            (website,)),
+            (website,),
+        ),
         "chat_messages": (
             "INSERT INTO chat_messages (conversation_id, sender_type) VALUES (%s, 'customer')",
-            (conversation,)),
+            (conversation,),
+        ),
         "chat_participants": (
-            ("INSERT INTO chat_participants (conversation_id, user_type, user_id) "
-             "VALUES (%s, 'rider', 'rider_x')"), (conversation,)),
+            (
+                "INSERT INTO chat_participants (conversation_id, user_type, user_id) "
+                "VALUES (%s, 'rider', 'rider_x')"
+            ),
+            (conversation,),
+        ),
     }[table]
     try:
         with postgrest_request(conn, *MATRIX_CALLERS[role]):
@@ -103,7 +109,9 @@ def observed_matrix(db) -> dict[tuple[str, str, str], str]:
     rows = seed(db.conn)
     return {
         (role, table, command): observe(db.conn, rows, role, table, command)
-        for role in ROLES for table in TABLES for command in COMMANDS
+        for role in ROLES
+        for table in TABLES
+        for command in COMMANDS
     }
 
 
@@ -121,8 +129,15 @@ def chatdb_access(url: str | None, **extra_env: str) -> subprocess.CompletedProc
     if url is not None:
         environ["DATABASE_URL"] = url
     environ.update(extra_env)
-    return subprocess.run([CHATDB, "access"], cwd=ROOT, env=environ, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [CHATDB, "access"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def parse_access_output(stdout: str) -> dict[tuple[str, str, str], tuple[str, tuple, bool]]:
@@ -130,7 +145,7 @@ def parse_access_output(stdout: str) -> dict[tuple[str, str, str], tuple[str, tu
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line[2:].split()[:2] == ["role", "table"])
     cells = {}
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             break
         role, table, command, rows, through = re.split(r"\s{2,}", line[2:].strip(), maxsplit=4)
@@ -143,8 +158,10 @@ def parse_access_output(stdout: str) -> dict[tuple[str, str, str], tuple[str, tu
 
 
 def printed_spec() -> dict[tuple[str, str, str], tuple[str, tuple, bool]]:
-    return {key: (rows, through, key in SPEC_ANON_WRITES)
-            for key, (rows, through) in SPEC_MATRIX.items()}
+    return {
+        key: (rows, through, key in SPEC_ANON_WRITES)
+        for key, (rows, through) in SPEC_MATRIX.items()
+    }
 
 
 # --------------------------------------------------------------------------- the matrix
@@ -162,8 +179,10 @@ def test_chatdb_access_prints_the_spec_matrix_and_flags_anon_writes(at_head):
     result = chatdb_access(at_head.url)
     assert result.returncode == 0, result.stderr
     assert parse_access_output(result.stdout) == printed_spec()
-    assert f"can change or remove rows it does not own: {len(SPEC_ANON_WRITES)} cell(s)" \
+    assert (
+        f"can change or remove rows it does not own: {len(SPEC_ANON_WRITES)} cell(s)"
         in result.stdout
+    )
 
 
 def test_plain_postgresql_prints_the_same_table_as_supabase(head_db, supabase_head_db):
@@ -182,13 +201,16 @@ def test_requests_and_chatdb_access_agree_on_a_hardened_database(supabase_head_d
     # Not uniformly "all" any more: each outcome occurs, for the reason named.
     assert computed[("anon", "chat_messages", "DELETE")] == (REFUSED, ("no DELETE privilege",))
     assert computed[("authenticated", "chat_conversations", "UPDATE")] == (
-        FILTERED, ("Owners can manage own conversations",))
+        FILTERED,
+        ("Owners can manage own conversations",),
+    )
     assert computed[("authenticated", "chat_messages", "DELETE")] == (NONE, ("no policy",))
     assert computed[("service_role", "chat_messages", "DELETE")] == (ALL, ("BYPASSRLS",))
     result = chatdb_access(supabase_head_db.url)
     assert result.returncode == 0, result.stderr
-    assert not [key for key, (_, _, flagged) in parse_access_output(result.stdout).items()
-                if flagged]
+    assert not [
+        key for key, (_, _, flagged) in parse_access_output(result.stdout).items() if flagged
+    ]
 
 
 # --------------------------------------------------------------------------- weak spots
@@ -201,8 +223,11 @@ def anon_request(db):
 
 
 def flagged_cells(url: str) -> set[tuple[str, str, str]]:
-    return {key for key, (_, _, flagged) in parse_access_output(chatdb_access(url).stdout).items()
-            if flagged}
+    return {
+        key
+        for key, (_, _, flagged) in parse_access_output(chatdb_access(url).stdout).items()
+        if flagged
+    }
 
 
 def test_weak_spot_anon_reads_every_conversation(supabase_head_db):
@@ -274,7 +299,9 @@ def test_chatdb_access_on_an_unmigrated_database_names_what_is_missing(empty_db)
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        (f"chatdb: Cannot read the access matrix at {empty_db.url}: table(s) "
-         "chat_conversations, chat_messages, chat_participants do not exist in schema public: "
-         "migrate the database first (alembic upgrade head).")
+        (
+            f"chatdb: Cannot read the access matrix at {empty_db.url}: table(s) "
+            "chat_conversations, chat_messages, chat_participants do not exist in schema public: "
+            "migrate the database first (alembic upgrade head)."
+        )
     ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from chatdb.access import FILTERED, NONE, REFUSED
+from chatdb.inspect.access import FILTERED, NONE, REFUSED
 from tests.postgrest import (
     CALLERS,
     HARDENING_SKETCH,
@@ -58,11 +58,13 @@ class Operation:
 
 
 def create_conversation(conn, rows: Seed, reader: str) -> int:
-    return len(conn.execute(
-        "INSERT INTO chat_conversations (website_id, customer_id, customer_name, customer_phone, "
-        "status) VALUES (%s, %s, 'Ada', %s, 'active') RETURNING id",
-        (rows.own_website, CUSTOMER_ID, PHONE),
-    ).fetchall())
+    return len(
+        conn.execute(
+            "INSERT INTO chat_conversations (website_id, customer_id, customer_name, customer_phone, "
+            "status) VALUES (%s, %s, 'Ada', %s, 'active') RETURNING id",
+            (rows.own_website, CUSTOMER_ID, PHONE),
+        ).fetchall()
+    )
 
 
 def conversation_created(db, rows: Seed, reader: str, count: int) -> None:
@@ -118,12 +120,17 @@ def customer_message_sent(db, rows: Seed, reader: str, count: int) -> None:
     owner, customer, rider = rows.own_unread
     assert db.rows(
         "SELECT c.unread_owner, c.unread_customer, c.unread_rider FROM chat_conversations c "
-        "WHERE c.id = %s", (rows.own_conversation,),
+        "WHERE c.id = %s",
+        (rows.own_conversation,),
     ) == [(owner + 1, customer, rider + 1)]  # the trigger counted it for the owner and the rider
-    assert db.scalar(
-        "SELECT count(*) FROM chat_messages WHERE conversation_id = %s "
-        "AND content = 'Is my order on its way?'", (rows.own_conversation,),
-    ) == 1
+    assert (
+        db.scalar(
+            "SELECT count(*) FROM chat_messages WHERE conversation_id = %s "
+            "AND content = 'Is my order on its way?'",
+            (rows.own_conversation,),
+        )
+        == 1
+    )
 
 
 def mark_read(conn, rows: Seed, reader: str) -> int:
@@ -138,21 +145,25 @@ def mark_read(conn, rows: Seed, reader: str) -> int:
 def marked_read(db, rows: Seed, reader: str, count: int) -> None:
     assert db.rows(
         "SELECT is_read, read_at IS NOT NULL, read_by FROM chat_messages "
-        "WHERE conversation_id = %s", (rows.own_conversation,),
+        "WHERE conversation_id = %s",
+        (rows.own_conversation,),
     ) == [(True, True, [reader])]
 
 
 def list_conversations(conn, rows: Seed, reader: str) -> int:
-    return len(conn.execute(
-        "SELECT id, customer_name, customer_phone, status, unread_owner, updated_at "
-        "FROM chat_conversations WHERE website_id = %s ORDER BY updated_at DESC",
-        (rows.own_website,),
-    ).fetchall())
+    return len(
+        conn.execute(
+            "SELECT id, customer_name, customer_phone, status, unread_owner, updated_at "
+            "FROM chat_conversations WHERE website_id = %s ORDER BY updated_at DESC",
+            (rows.own_website,),
+        ).fetchall()
+    )
 
 
 def listed(db, rows: Seed, reader: str, count: int) -> None:
     assert count == db.scalar(
-        "SELECT count(*) FROM chat_conversations WHERE website_id = %s", (rows.own_website,))
+        "SELECT count(*) FROM chat_conversations WHERE website_id = %s", (rows.own_website,)
+    )
 
 
 def close_conversation(conn, rows: Seed, reader: str) -> int:
@@ -163,24 +174,41 @@ def close_conversation(conn, rows: Seed, reader: str) -> int:
 
 
 def closed(db, rows: Seed, reader: str, count: int) -> None:
-    assert db.scalar(
-        "SELECT status FROM chat_conversations WHERE id = %s", (rows.own_conversation,)
-    ) == "closed"
+    assert (
+        db.scalar("SELECT status FROM chat_conversations WHERE id = %s", (rows.own_conversation,))
+        == "closed"
+    )
 
 
 CONVERSATIONS, MESSAGES, PARTICIPANTS = "chat_conversations", "chat_messages", "chat_participants"
 OPERATIONS = (
-    Operation("create conversation", ((CONVERSATIONS, "INSERT"), (CONVERSATIONS, "SELECT")),
-              create_conversation, conversation_created),
-    Operation("add participants", ((PARTICIPANTS, "INSERT"),), add_participants,
-              participants_added),
-    Operation("send welcome message", ((MESSAGES, "INSERT"),), send_welcome, welcome_sent,
-              trigger_cells=((CONVERSATIONS, "UPDATE"),)),
-    Operation("send customer message", ((MESSAGES, "INSERT"),), send_customer_message,
-              customer_message_sent, trigger_cells=((CONVERSATIONS, "UPDATE"),)),
+    Operation(
+        "create conversation",
+        ((CONVERSATIONS, "INSERT"), (CONVERSATIONS, "SELECT")),
+        create_conversation,
+        conversation_created,
+    ),
+    Operation(
+        "add participants", ((PARTICIPANTS, "INSERT"),), add_participants, participants_added
+    ),
+    Operation(
+        "send welcome message",
+        ((MESSAGES, "INSERT"),),
+        send_welcome,
+        welcome_sent,
+        trigger_cells=((CONVERSATIONS, "UPDATE"),),
+    ),
+    Operation(
+        "send customer message",
+        ((MESSAGES, "INSERT"),),
+        send_customer_message,
+        customer_message_sent,
+        trigger_cells=((CONVERSATIONS, "UPDATE"),),
+    ),
     Operation("mark messages read", ((MESSAGES, "UPDATE"),), mark_read, marked_read),
-    Operation("list owner's conversations", ((CONVERSATIONS, "SELECT"),), list_conversations,
-              listed),
+    Operation(
+        "list owner's conversations", ((CONVERSATIONS, "SELECT"),), list_conversations, listed
+    ),
     Operation("close conversation", ((CONVERSATIONS, "UPDATE"),), close_conversation, closed),
 )
 
@@ -211,8 +239,11 @@ def expected(matrix, caller: str, operation: Operation, trigger_as_caller: bool)
     role, sub = CALLERS[caller]
     needed = [matrix[(role, t, c)][0] for t, c in operation.cells]
     if trigger_as_caller:
-        needed += [matrix[(role, t, c)][0] for t, c in operation.trigger_cells
-                   if matrix[(role, t, c)][0] == REFUSED]
+        needed += [
+            matrix[(role, t, c)][0]
+            for t, c in operation.trigger_cells
+            if matrix[(role, t, c)][0] == REFUSED
+        ]
     if REFUSED in needed:
         return REFUSED_BY_GRANT
     if NONE in needed or (FILTERED in needed and sub != OWNER):
@@ -223,7 +254,8 @@ def expected(matrix, caller: str, operation: Operation, trigger_as_caller: bool)
 def trigger_runs_as_caller(db) -> bool:
     return not db.scalar(
         "SELECT prosecdef FROM pg_proc WHERE oid = 'public.update_conversation_on_message()'"
-        "::regprocedure")
+        "::regprocedure"
+    )
 
 
 STATES = {
@@ -284,36 +316,45 @@ def test_backend_flow_end_to_end_as_service_role(supabase_head_db):
                 (conversation, sender, CUSTOMER_ID if sender == "customer" else None, content),
             )
     with postgrest_request(db.conn, "authenticated", OWNER, commit=True) as conn:
-        assert conn.execute(
-            "UPDATE chat_messages SET is_read = true, read_at = now(), "
-            "read_by = read_by || to_jsonb(auth.uid()::text) "
-            "WHERE conversation_id = %s AND sender_type = 'customer' AND is_read = false",
-            (conversation,),
-        ).rowcount == 1
+        assert (
+            conn.execute(
+                "UPDATE chat_messages SET is_read = true, read_at = now(), "
+                "read_by = read_by || to_jsonb(auth.uid()::text) "
+                "WHERE conversation_id = %s AND sender_type = 'customer' AND is_read = false",
+                (conversation,),
+            ).rowcount
+            == 1
+        )
         listing = conn.execute(
             "SELECT id, status, unread_owner, unread_rider FROM chat_conversations "
-            "WHERE website_id = %s ORDER BY updated_at DESC", (website,),
+            "WHERE website_id = %s ORDER BY updated_at DESC",
+            (website,),
         ).fetchall()
     assert listing == [(conversation, "active", 1, 1)]
     with postgrest_request(db.conn, *service, commit=True) as conn:
-        conn.execute("UPDATE chat_conversations SET status = 'closed' WHERE id = %s",
-                     (conversation,))
+        conn.execute(
+            "UPDATE chat_conversations SET status = 'closed' WHERE id = %s", (conversation,)
+        )
     assert db.rows(
         "SELECT status, customer_id FROM chat_conversations WHERE id = %s", (conversation,)
     ) == [("closed", CUSTOMER_ID)]
     assert db.rows(
         "SELECT sender_type, is_read, read_by FROM chat_messages WHERE conversation_id = %s "
-        "ORDER BY sender_type", (conversation,),
+        "ORDER BY sender_type",
+        (conversation,),
     ) == [("customer", True, [str(OWNER)]), ("system", False, [])]
 
 
-@pytest.mark.parametrize("legacy", [False, True],
-                         ids=["request.jwt.claims", "request.jwt.claim.sub"])
+@pytest.mark.parametrize(
+    "legacy", [False, True], ids=["request.jwt.claims", "request.jwt.claim.sub"]
+)
 def test_auth_uid_is_the_sub_claim_as_postgrest_sets_it(supabase_head_db, legacy):
     db = supabase_head_db
     with postgrest_request(db.conn, "authenticated", OWNER, legacy=legacy) as conn:
         assert conn.execute("SELECT auth.uid(), current_user").fetchone() == (
-            OWNER, "authenticated")
+            OWNER,
+            "authenticated",
+        )
     with postgrest_request(db.conn, "anon", legacy=legacy) as conn:
         assert conn.execute("SELECT auth.uid(), current_user").fetchone() == (None, "anon")
     # SET LOCAL and set_config(..., true) end with the request.

@@ -35,14 +35,22 @@ class PostgrestStandIn:
         self.columns = self.read_columns()
 
     def read_columns(self) -> set[str]:
-        return {name for (name,) in self.conn.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND table_name = 'chat_conversations'")}
+        return {
+            name
+            for (name,) in self.conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND table_name = 'chat_conversations'"
+            )
+        }
 
     def pgrst204(self, payload: dict) -> list[str]:
         """PostgREST's answer to an insert of ``payload``: one error per unknown column."""
-        return [f"PGRST204: Could not find the '{column}' column of 'chat_conversations' "
-                "in the schema cache" for column in sorted(payload) if column not in self.columns]
+        return [
+            f"PGRST204: Could not find the '{column}' column of 'chat_conversations' "
+            "in the schema cache"
+            for column in sorted(payload)
+            if column not in self.columns
+        ]
 
     def receive(self) -> list[tuple[str, str]]:
         """Notifications delivered so far (waits a moment for a second one that must not come)."""
@@ -62,7 +70,9 @@ def drifted(db) -> None:
     for phone in ("0100000001", "0100000002", None):
         db.conn.execute(
             "INSERT INTO chat_conversations (website_id, customer_name, customer_phone) "
-            "VALUES (%s, 'Old', %s)", (website, phone))
+            "VALUES (%s, 'Old', %s)",
+            (website, phone),
+        )
 
 
 def backend_insert(db) -> tuple:
@@ -83,8 +93,10 @@ def test_pgrst204_until_008_and_the_reload_then_the_backend_insert_succeeds(db_a
     postgrest = PostgrestStandIn(db.url)
     try:
         assert postgrest.pgrst204(BACKEND_INSERT) == [
-            ("PGRST204: Could not find the 'customer_id' column of 'chat_conversations' "
-             "in the schema cache")
+            (
+                "PGRST204: Could not find the 'customer_id' column of 'chat_conversations' "
+                "in the schema cache"
+            )
         ]
         result = alembic_cli("upgrade", "head", url=db.url)
         assert result.returncode == 0, result.stderr
@@ -103,7 +115,8 @@ def test_the_same_insert_fails_in_the_database_before_008(db_at_004):
         backend_insert(db_at_004)
     except psycopg.errors.UndefinedColumn as exc:
         assert exc.diag.message_primary == (
-            'column "customer_id" of relation "chat_conversations" does not exist')
+            'column "customer_id" of relation "chat_conversations" does not exist'
+        )
     else:
         raise AssertionError("the insert with customer_id succeeded on the drifted table")
     assert db_at_004.scalar("SELECT count(*) FROM chat_conversations") == 3

@@ -2,7 +2,7 @@
 
 Issue 2 (7g) and issue 5 (1-4, 6, 7). Changes are made to copies, never to the models
 on disk: a MetaData copy / an edited ``models.DECLARED`` compared in-process through
-``chatdb.autogen.configure_options`` (exactly what env.py passes), or a copy of the
+``chatdb.schema.autogen.configure_options`` (exactly what env.py passes), or a copy of the
 project in a temporary folder driven by the real ``alembic`` command line (the
 walkthrough in README.md, "Changing the schema").
 """
@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 
 import models
-from chatdb import autogen
+from chatdb.schema import autogen
 from models.entities import Declared
 from tests.pg import ALEMBIC, ROOT, alembic_cli
 
@@ -48,8 +48,9 @@ NOT_SYSTEM = "(sender_type <> 'system'::text)"
 
 
 def engine_for(url: str):
-    return create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1),
-                         poolclass=pool.NullPool)
+    return create_engine(
+        url.replace("postgresql://", "postgresql+psycopg2://", 1), poolclass=pool.NullPool
+    )
 
 
 def models_copy() -> MetaData:
@@ -60,8 +61,13 @@ def models_copy() -> MetaData:
     return metadata
 
 
-def autogenerate(url: str, metadata: MetaData | None = None,
-                 declared: Declared | None = None, *, search_path: str | None = None):
+def autogenerate(
+    url: str,
+    metadata: MetaData | None = None,
+    declared: Declared | None = None,
+    *,
+    search_path: str | None = None,
+):
     """What ``alembic revision --autogenerate`` would write, as a MigrationScript."""
     metadata = models.Base.metadata if metadata is None else metadata
     engine = engine_for(url)
@@ -143,7 +149,8 @@ def test_supabase_default_in_extensions_schema_is_the_models_default(supabase_he
         connection.exec_driver_sql("SET search_path = public")
         shown = connection.exec_driver_sql(
             "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef "
-            "WHERE adrelid = 'public.chat_messages'::regclass AND adnum = 1").scalar()
+            "WHERE adrelid = 'public.chat_messages'::regclass AND adnum = 1"
+        ).scalar()
     engine.dispose()
     assert shown == "extensions.uuid_generate_v4()"
     assert diffs(autogenerate(supabase_head_db.url, search_path="public")) == []
@@ -175,13 +182,17 @@ def test_changing_a_policy_expression_autogenerates_its_replacement(head_db):
     ]
     code = render_python_code(script.upgrade_ops)
     assert f'DROP POLICY "{VIEW_MESSAGES}" ON public.chat_messages' in code
-    assert (f'op.execute("""CREATE POLICY "{VIEW_MESSAGES}" ON public.chat_messages AS PERMISSIVE '
-            f'FOR SELECT TO public USING ({NOT_SYSTEM})""")') in code
+    assert (
+        f'op.execute("""CREATE POLICY "{VIEW_MESSAGES}" ON public.chat_messages AS PERMISSIVE '
+        f'FOR SELECT TO public USING ({NOT_SYSTEM})""")'
+    ) in code
 
     # The name with spaces round-trips: after the revision's SQL, nothing is left to do ...
     apply(head_db, script)
-    assert head_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s",
-                          (VIEW_MESSAGES,)) == NOT_SYSTEM
+    assert (
+        head_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s", (VIEW_MESSAGES,))
+        == NOT_SYSTEM
+    )
     assert diffs(autogenerate(head_db.url, declared=declared)) == []
     # ... and the downgrade's SQL puts the original back.
     undo(head_db, script)
@@ -201,7 +212,9 @@ DELETIONS = {
         ['DROP POLICY "Anyone can view messages" ON public.chat_messages'],
     ),
     "trigger": (
-        lambda d: edited(d, triggers=_without(d.triggers, name="update_chat_conversations_updated_at")),
+        lambda d: edited(
+            d, triggers=_without(d.triggers, name="update_chat_conversations_updated_at")
+        ),
         [("drop_trigger", "chat_conversations", "update_chat_conversations_updated_at")],
         ["DROP TRIGGER update_chat_conversations_updated_at ON public.chat_conversations"],
     ),
@@ -211,16 +224,24 @@ DELETIONS = {
             functions=(),
             triggers=_without(d.triggers, name="update_conversation_on_message_trigger"),
         ),
-        [("drop_trigger", "chat_messages", "update_conversation_on_message_trigger"),
-         ("drop_function", None, "update_conversation_on_message()")],
-        ["DROP TRIGGER update_conversation_on_message_trigger ON public.chat_messages",
-         "DROP FUNCTION public.update_conversation_on_message()"],
+        [
+            ("drop_trigger", "chat_messages", "update_conversation_on_message_trigger"),
+            ("drop_function", None, "update_conversation_on_message()"),
+        ],
+        [
+            "DROP TRIGGER update_conversation_on_message_trigger ON public.chat_messages",
+            "DROP FUNCTION public.update_conversation_on_message()",
+        ],
     ),
     "grant": (
         lambda d: edited(d, grants=_without(d.grants, table="chat_messages", role="anon")),
         [("alter_grant", "chat_messages", "anon")],
-        ["REVOKE SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER "
-         "ON public.chat_messages FROM anon"],
+        [
+            (
+                "REVOKE SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER "
+                "ON public.chat_messages FROM anon"
+            )
+        ],
     ),
     "publication membership": (
         lambda d: edited(d, publication_tables=d.publication_tables - {"chat_participants"}),
@@ -251,23 +272,35 @@ def test_deleting_a_declared_object_autogenerates_its_drop(head_db, what):
 def test_a_new_table_with_its_objects_is_created_in_dependency_order(head_db):
     """Table first, then row level security, policy, grants, publication; downgrade reverses."""
     metadata = models_copy()
-    Table("chat_reactions", metadata,
-          Column("id", UUID, primary_key=True),
-          Column("message_id", UUID, ForeignKey("chat_messages.id", ondelete="CASCADE")),
-          Column("emoji", Text, nullable=False))
+    Table(
+        "chat_reactions",
+        metadata,
+        Column("id", UUID, primary_key=True),
+        Column("message_id", UUID, ForeignKey("chat_messages.id", ondelete="CASCADE")),
+        Column("emoji", Text, nullable=False),
+    )
     d = models.DECLARED
     declared = edited(
         d,
-        policies=d.policies + (models.entities.Policy("chat_reactions", "Anyone can react",
-                                                      "INSERT", with_check="true"),),
+        policies=d.policies
+        + (
+            models.entities.Policy(
+                "chat_reactions", "Anyone can react", "INSERT", with_check="true"
+            ),
+        ),
         grants=d.grants + (models.entities.Grant("chat_reactions", "anon", ("SELECT", "INSERT")),),
         row_level_security=d.row_level_security | {"chat_reactions"},
         publication_tables=d.publication_tables | {"chat_reactions"},
     )
     script = autogenerate(head_db.url, metadata, declared)
     assert [diff[0] for diff in diffs(script)] == [
-        "add_table", "alter_row_level_security", "add_policy",
-        "alter_grant", "alter_grant", "alter_grant", "add_publication",
+        "add_table",
+        "alter_row_level_security",
+        "add_policy",
+        "alter_grant",
+        "alter_grant",
+        "alter_grant",
+        "add_publication",
     ]
     # Run it as a revision would (Alembic's create_table, then the objects' SQL).
     engine = engine_for(head_db.url)
@@ -276,56 +309,72 @@ def test_a_new_table_with_its_objects_is_created_in_dependency_order(head_db):
     engine.dispose()
     apply(head_db, script)
     assert diffs(autogenerate(head_db.url, metadata, declared)) == []
-    grants = dict(head_db.rows(
-        "SELECT grantee::regrole::text, array_agg(privilege_type ORDER BY privilege_type) "
-        "FROM aclexplode((SELECT relacl FROM pg_class WHERE relname = 'chat_reactions')) "
-        "GROUP BY 1"))
+    grants = dict(
+        head_db.rows(
+            "SELECT grantee::regrole::text, array_agg(privilege_type ORDER BY privilege_type) "
+            "FROM aclexplode((SELECT relacl FROM pg_class WHERE relname = 'chat_reactions')) "
+            "GROUP BY 1"
+        )
+    )
     assert grants["anon"] == ["INSERT", "SELECT"]
     assert "authenticated" not in grants and "service_role" not in grants
     # Removing the model again drops the table; its objects are dropped before it.
     script = autogenerate(head_db.url, models_copy(), models.DECLARED)
     kinds = [diff[0] for diff in diffs(script)]
     assert kinds[-1] == "remove_table" and "remove_table" not in kinds[:-1]
-    assert set(kinds[:-1]) == {"drop_policy", "drop_publication", "alter_grant",
-                               "alter_row_level_security"}
+    assert set(kinds[:-1]) == {
+        "drop_policy",
+        "drop_publication",
+        "alter_grant",
+        "alter_row_level_security",
+    }
 
 
 # --------------------------------------------------------------------------- what stays out
 
 
 def test_supabase_schemas_and_other_migrations_never_appear(supabase_head_db):
-    run_sql(supabase_head_db, [
-        # Schemas Supabase manages, with tables, policies, triggers and functions.
-        "CREATE SCHEMA storage",
-        "CREATE TABLE storage.objects (id uuid PRIMARY KEY, name text)",
-        "ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY",
-        'CREATE POLICY "Public read" ON storage.objects FOR SELECT USING (true)',
-        "CREATE TABLE auth.users (id uuid PRIMARY KEY, email text)",
-        "CREATE FUNCTION public.handle_new_user() RETURNS trigger LANGUAGE plpgsql "
-        "AS $$ BEGIN RETURN NEW; END $$",
-        "CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth.users "
-        "FOR EACH ROW EXECUTE FUNCTION public.handle_new_user()",
-        "CREATE SCHEMA realtime",
-        "CREATE TABLE realtime.messages (id bigint PRIMARY KEY)",
-        "CREATE SCHEMA graphql_public",
-        "CREATE FUNCTION graphql_public.graphql() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-        "CREATE SCHEMA vault",
-        "CREATE TABLE vault.secrets (id uuid PRIMARY KEY)",
-        "CREATE SCHEMA supabase_functions",
-        "CREATE TABLE supabase_functions.hooks (id bigint PRIMARY KEY)",
-        "CREATE FUNCTION extensions.helper() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-        # Tables of other migrations: an extra column, index, policy; another table.
-        "ALTER TABLE websites ADD COLUMN domain text NOT NULL DEFAULT 'x'",
-        "CREATE INDEX websites_domain_idx ON websites (domain)",
-        "ALTER TABLE websites ENABLE ROW LEVEL SECURITY",
-        'CREATE POLICY "Owners see their websites" ON websites USING (user_id = auth.uid())',
-        "ALTER TABLE delivery_orders ADD COLUMN total numeric",
-        "CREATE TABLE public.products (id uuid PRIMARY KEY, name text)",
-        "CREATE TRIGGER products_updated BEFORE UPDATE ON public.products "
-        "FOR EACH ROW EXECUTE FUNCTION update_updated_at_column()",
-        "ALTER PUBLICATION supabase_realtime ADD TABLE public.products",
-        "CREATE FUNCTION public.get_menu() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-    ])
+    run_sql(
+        supabase_head_db,
+        [
+            # Schemas Supabase manages, with tables, policies, triggers and functions.
+            "CREATE SCHEMA storage",
+            "CREATE TABLE storage.objects (id uuid PRIMARY KEY, name text)",
+            "ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY",
+            'CREATE POLICY "Public read" ON storage.objects FOR SELECT USING (true)',
+            "CREATE TABLE auth.users (id uuid PRIMARY KEY, email text)",
+            (
+                "CREATE FUNCTION public.handle_new_user() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN RETURN NEW; END $$"
+            ),
+            (
+                "CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth.users "
+                "FOR EACH ROW EXECUTE FUNCTION public.handle_new_user()"
+            ),
+            "CREATE SCHEMA realtime",
+            "CREATE TABLE realtime.messages (id bigint PRIMARY KEY)",
+            "CREATE SCHEMA graphql_public",
+            "CREATE FUNCTION graphql_public.graphql() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "CREATE SCHEMA vault",
+            "CREATE TABLE vault.secrets (id uuid PRIMARY KEY)",
+            "CREATE SCHEMA supabase_functions",
+            "CREATE TABLE supabase_functions.hooks (id bigint PRIMARY KEY)",
+            "CREATE FUNCTION extensions.helper() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            # Tables of other migrations: an extra column, index, policy; another table.
+            "ALTER TABLE websites ADD COLUMN domain text NOT NULL DEFAULT 'x'",
+            "CREATE INDEX websites_domain_idx ON websites (domain)",
+            "ALTER TABLE websites ENABLE ROW LEVEL SECURITY",
+            'CREATE POLICY "Owners see their websites" ON websites USING (user_id = auth.uid())',
+            "ALTER TABLE delivery_orders ADD COLUMN total numeric",
+            "CREATE TABLE public.products (id uuid PRIMARY KEY, name text)",
+            (
+                "CREATE TRIGGER products_updated BEFORE UPDATE ON public.products "
+                "FOR EACH ROW EXECUTE FUNCTION update_updated_at_column()"
+            ),
+            "ALTER PUBLICATION supabase_realtime ADD TABLE public.products",
+            "CREATE FUNCTION public.get_menu() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        ],
+    )
     assert diffs(autogenerate(supabase_head_db.url)) == []
     result = alembic_cli("check", url=supabase_head_db.url)
     assert result.returncode == 0, result.stderr
@@ -337,8 +386,9 @@ def test_a_chat_table_without_a_model_is_proposed_for_drop(head_db):
     that the downgrade, which re-creates the table, gives them back exactly."""
     head_db.conn.execute("CREATE TABLE public.chat_typing (id uuid PRIMARY KEY)")
     found = diffs(autogenerate(head_db.url))
-    assert [d[:3] for d in found[:-1]] == [("alter_grant", "chat_typing", role)
-                                          for role in ("anon", "authenticated", "service_role")]
+    assert [d[:3] for d in found[:-1]] == [
+        ("alter_grant", "chat_typing", role) for role in ("anon", "authenticated", "service_role")
+    ]
     assert (found[-1][0], found[-1][1].name) == ("remove_table", "chat_typing")
 
 
@@ -350,9 +400,14 @@ def test_naming_convention_gives_postgresql_default_names(head_db):
     and 004's existing keys already carry the convention's names (nothing is renamed)."""
     for table in models.Base.metadata.sorted_tables:
         if table.name not in models.EXTERNAL_TABLES:
-            existing = {name for (name,) in head_db.rows(
-                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass "
-                "AND contype IN ('p', 'f', 'u', 'c', 'x')", (table.name,))}
+            existing = {
+                name
+                for (name,) in head_db.rows(
+                    "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass "
+                    "AND contype IN ('p', 'f', 'u', 'c', 'x')",
+                    (table.name,),
+                )
+            }
             assert {c.name for c in table.constraints} == existing
 
     metadata = models_copy()
@@ -361,16 +416,24 @@ def test_naming_convention_gives_postgresql_default_names(head_db):
     messages.append_constraint(UniqueConstraint("sender_id", "created_at"))
     Index(None, messages.c.order_id)
     named = {c.name for c in (*messages.constraints, *messages.indexes)}
-    assert {"chat_messages_order_id_fkey", "chat_messages_sender_id_created_at_key",
-            "chat_messages_order_id_idx"} <= named
+    assert {
+        "chat_messages_order_id_fkey",
+        "chat_messages_sender_id_created_at_key",
+        "chat_messages_order_id_idx",
+    } <= named
     head_db.conn.execute(
         "ALTER TABLE chat_messages ADD COLUMN order_id uuid REFERENCES delivery_orders (id), "
-        "ADD UNIQUE (sender_id, created_at)")
+        "ADD UNIQUE (sender_id, created_at)"
+    )
     head_db.conn.execute("CREATE INDEX ON chat_messages (order_id)")
-    picked = {name for (name,) in head_db.rows(
-        "SELECT conname FROM pg_constraint WHERE conrelid = 'chat_messages'::regclass "
-        "UNION SELECT relname FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
-        "WHERE i.indrelid = 'chat_messages'::regclass")}
+    picked = {
+        name
+        for (name,) in head_db.rows(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'chat_messages'::regclass "
+            "UNION SELECT relname FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+            "WHERE i.indrelid = 'chat_messages'::regclass"
+        )
+    }
     assert named <= picked
     assert diffs(autogenerate(head_db.url, metadata)) == []
 
@@ -384,8 +447,7 @@ def project(tmp_path) -> Path:
     for name in ("alembic.ini", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
     for name in ("alembic", "models"):
-        shutil.copytree(ROOT / name, tmp_path / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
 
@@ -395,8 +457,9 @@ def cli(project: Path, *args: str, url: str | None = None) -> subprocess.Complet
     env["PATH"] = "/usr/bin:/bin"
     if url is not None:
         env["DATABASE_URL"] = url
-    return subprocess.run(list(args), cwd=project, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        list(args), cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def new_revision_file(project: Path, before: set[str]) -> Path:
@@ -414,8 +477,9 @@ def upgrade_body(source: str) -> str:
 
 def test_at_head_autogenerate_writes_an_empty_revision_numbered_009(project, head_db):
     before = versions(project)
-    result = cli(project, ALEMBIC, "revision", "--autogenerate", "-m", "Nothing to do",
-                 url=head_db.url)
+    result = cli(
+        project, ALEMBIC, "revision", "--autogenerate", "-m", "Nothing to do", url=head_db.url
+    )
     assert result.returncode == 0, result.stderr
     path = new_revision_file(project, before)
     assert path.name == "009_nothing_to_do.py"
@@ -430,8 +494,7 @@ def test_revision_ids_are_sequential_unless_given(project, head_db):
         assert result.returncode == 0, result.stderr
         assert new_revision_file(project, before).name == expected
     before = versions(project)
-    result = cli(project, ALEMBIC, "revision", "-m", "chosen", "--rev-id", "042",
-                 url=head_db.url)
+    result = cli(project, ALEMBIC, "revision", "-m", "chosen", "--rev-id", "042", url=head_db.url)
     assert result.returncode == 0, result.stderr
     assert new_revision_file(project, before).name == "042_chosen.py"
 
@@ -479,23 +542,31 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
     assert path.name == "009_add_edited_at_to_chat_messages.py"
     source = path.read_text()
     assert re.findall(r"op\.\w+", upgrade_body(source)) == ["op.add_column"]
-    assert ('op.add_column("chat_messages",sa.Column("edited_at",sa.DateTime(timezone=True),'
-            'nullable=True))') in re.sub(r"\s+", "", source)
+    assert (
+        'op.add_column("chat_messages",sa.Column("edited_at",sa.DateTime(timezone=True),'
+        "nullable=True))"
+    ) in re.sub(r"\s+", "", source)
     assert 'op.drop_column("chat_messages", "edited_at")' in source
     assert cli(project, str(BIN / "ruff"), "format", "--check", str(path)).returncode == 0
 
     # 2. Apply it, and check that models and database agree.
     assert alembic("upgrade", "head").returncode == 0
-    assert head_db.scalar("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                          "WHERE attrelid = 'chat_messages'::regclass AND attname = 'edited_at'"
-                          ) == "timestamp with time zone"
+    assert (
+        head_db.scalar(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'chat_messages'::regclass AND attname = 'edited_at'"
+        )
+        == "timestamp with time zone"
+    )
     result = alembic("check")
     assert result.returncode == 0, result.stdout + result.stderr
 
     # 3. Change a policy's expression; autogenerate replaces it.
-    replace_once(project / "models" / "policies.py",
-                 'Policy(MESSAGES, "Anyone can view messages", "SELECT", "true"),',
-                 f'Policy(MESSAGES, "Anyone can view messages", "SELECT", "{NOT_SYSTEM}"),')
+    replace_once(
+        project / "models" / "policies.py",
+        'Policy(MESSAGES, "Anyone can view messages", "SELECT", "true"),',
+        f'Policy(MESSAGES, "Anyone can view messages", "SELECT", "{NOT_SYSTEM}"),',
+    )
     before = versions(project)
     result = alembic("revision", "--autogenerate", "-m", "Hide system messages")
     assert result.returncode == 0, result.stderr
@@ -503,7 +574,8 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
     assert path.name == "010_hide_system_messages.py"
     body = upgrade_body(path.read_text())
     assert body.index('DROP POLICY "Anyone can view messages"') < body.index(
-        'CREATE POLICY "Anyone can view messages"')
+        'CREATE POLICY "Anyone can view messages"'
+    )
     assert alembic("upgrade", "head").returncode == 0
     assert alembic("check").returncode == 0
     drift = cli(project, str(BIN / "chatdb"), "drift", url=url)
@@ -512,10 +584,17 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
 
     # 4. Both revisions go back down.
     assert alembic("downgrade", "008").returncode == 0
-    assert head_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s",
-                          (VIEW_MESSAGES,)) == "true"
-    assert head_db.scalar("SELECT count(*) FROM pg_attribute WHERE attname = 'edited_at' "
-                          "AND attrelid = 'chat_messages'::regclass") == 0
+    assert (
+        head_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s", (VIEW_MESSAGES,))
+        == "true"
+    )
+    assert (
+        head_db.scalar(
+            "SELECT count(*) FROM pg_attribute WHERE attname = 'edited_at' "
+            "AND attrelid = 'chat_messages'::regclass"
+        )
+        == 0
+    )
 
 
 def test_history_and_a_hand_written_revision_need_no_database(project):
@@ -526,7 +605,9 @@ def test_history_and_a_hand_written_revision_need_no_database(project):
         line for line in history.stdout.splitlines() if " -> " in line
     ]
     assert [line.split(",")[0] for line in history.stdout.splitlines()] == [
-        "004 -> 008 (head)", "000 -> 004", "<base> -> 000"
+        "004 -> 008 (head)",
+        "000 -> 004",
+        "<base> -> 000",
     ]
     revision = cli(project, ALEMBIC, "revision", "-m", "Add a note")
     assert revision.returncode == 0, revision.stdout + revision.stderr

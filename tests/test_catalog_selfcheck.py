@@ -47,13 +47,15 @@ def test_snapshot_leaves_search_path_alone(original_db):
 
 def test_dropped_policy_is_reported(original_db):
     differences = _differences_after(
-        original_db, 'DROP POLICY "Anyone can view messages" ON chat_messages')
+        original_db, 'DROP POLICY "Anyone can view messages" ON chat_messages'
+    )
     assert differences == ['chat_messages: policy "Anyone can view messages" is missing']
 
 
 def test_changed_column_default_is_reported(original_db):
     differences = _differences_after(
-        original_db, "ALTER TABLE chat_messages ALTER COLUMN read_by DROP DEFAULT")
+        original_db, "ALTER TABLE chat_messages ALTER COLUMN read_by DROP DEFAULT"
+    )
     assert differences == ["chat_messages.read_by: default is NULL, spec says '[]'::jsonb"]
 
 
@@ -64,21 +66,25 @@ def test_dropped_index_is_reported(original_db):
 
 def test_nullable_column_is_reported(original_db):
     differences = _differences_after(
-        original_db, "ALTER TABLE chat_conversations ALTER COLUMN customer_id DROP NOT NULL")
+        original_db, "ALTER TABLE chat_conversations ALTER COLUMN customer_id DROP NOT NULL"
+    )
     assert differences == ["chat_conversations.customer_id: is nullable, spec says NOT NULL"]
 
 
 def test_revoked_privilege_is_reported(original_db):
     differences = _differences_after(original_db, "REVOKE DELETE ON chat_participants FROM anon")
     assert differences == [
-        "chat_participants: role anon lacks DELETE, spec says "
-        "DELETE, INSERT, REFERENCES, SELECT, TRIGGER, TRUNCATE, UPDATE"
+        (
+            "chat_participants: role anon lacks DELETE, spec says "
+            "DELETE, INSERT, REFERENCES, SELECT, TRIGGER, TRUNCATE, UPDATE"
+        )
     ]
 
 
 def test_publication_membership_is_reported(original_db):
     differences = _differences_after(
-        original_db, "ALTER PUBLICATION supabase_realtime DROP TABLE chat_messages")
+        original_db, "ALTER PUBLICATION supabase_realtime DROP TABLE chat_messages"
+    )
     assert differences == [
         "chat_messages: not a member of publication supabase_realtime, spec says it is"
     ]
@@ -87,7 +93,8 @@ def test_publication_membership_is_reported(original_db):
 def test_changed_policy_expression_is_reported(original_db):
     differences = _differences_after(
         original_db,
-        'ALTER POLICY "Owners can view own conversations" ON chat_conversations USING (true)')
+        'ALTER POLICY "Owners can view own conversations" ON chat_conversations USING (true)',
+    )
     assert differences == [
         'chat_conversations: policy "Owners can view own conversations": USING is true, '
         "spec says " + catalog.OWNER_EXPR

@@ -23,12 +23,14 @@ def project_copy(tmp_path):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
     yield tmp_path
-    subprocess.run([CHATDB, "down", "--delete"], cwd=tmp_path, capture_output=True)
+    subprocess.run([CHATDB, "down", "--delete"], cwd=tmp_path, capture_output=True, check=False)
 
 
 def chatdb(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run([CHATDB, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [CHATDB, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
 
 
 def test_up_migrates_a_local_cluster_then_reuses_it(project_copy):

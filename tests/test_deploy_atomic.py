@@ -53,18 +53,30 @@ def test_a_run_killed_mid_way_leaves_the_database_as_before_and_the_next_run_com
     db = supabase_db
     before = dump(db.url)
     with blocking(db.url, "LOCK TABLE delivery_orders IN ROW EXCLUSIVE MODE") as live:
-        deploy = start_cli("-x", "lock_timeout=10min", "-x", "statement_timeout=10min",
-                           "upgrade", "head", url=db.url)
-        backend = wait_until(lambda: waiting_pids(db.conn, "delivery_orders"),
-                             "the run waits for delivery_orders")[0]
+        deploy = start_cli(
+            "-x",
+            "lock_timeout=10min",
+            "-x",
+            "statement_timeout=10min",
+            "upgrade",
+            "head",
+            url=db.url,
+        )
+        backend = wait_until(
+            lambda: waiting_pids(db.conn, "delivery_orders"), "the run waits for delivery_orders"
+        )[0]
         os.kill(deploy.pid, signal.SIGKILL)
         deploy.communicate()
         assert deploy.returncode == -signal.SIGKILL
         # The server notices the dead client (client_connection_check_interval) and ends
         # its session, rolling the run back, while the live transaction still holds on.
-        wait_until(lambda: not db.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-                                         (backend,)),
-                   "the killed run's session is gone", timeout=30)
+        wait_until(
+            lambda: (
+                not db.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (backend,))
+            ),
+            "the killed run's session is gone",
+            timeout=30,
+        )
         assert dump(db.url) == before
         live.release()
     result = alembic_cli("upgrade", "head", url=db.url)

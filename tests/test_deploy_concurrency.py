@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from chatdb.locking import LOCK_KEY
+from chatdb.deploy.locking import LOCK_KEY
 from tests.deploying import WAITING_FOR_MIGRATION_LOCK, blocking, start_cli, wait_until
 from tests.pg import alembic_cli, listening, migrate
 from tests.test_bad_input import failure_line
@@ -47,14 +47,16 @@ def test_queued_deploys_say_they_wait_and_who_for_then_run_one_at_a_time(empty_d
     with listening(empty_db.url) as postgrest:
         with blocking(empty_db.url, TAKE_LOCK) as holder:
             processes = [start_cli("upgrade", "head", url=empty_db.url) for _ in range(4)]
-            wait_until(lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) == 4,
-                       "four deploys wait for the migration lock")
+            wait_until(
+                lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) == 4,
+                "four deploys wait for the migration lock",
+            )
         stderrs = finish(processes)
         assert postgrest.received() == [RELOAD]
     for err in stderrs:
         waits = [line for line in err.splitlines() if "waiting for it" in line]
         expected = (
-            "INFO  [chatdb.locking] Another deploy holds the migration lock: process "
+            "INFO  [chatdb.deploy.locking] Another deploy holds the migration lock: process "
             f"{holder.pid} (application 'test blocker', idle in transaction, query: {TAKE_LOCK}); "
             "waiting for it, at most 10min (-x migration_lock_wait)"
         )
@@ -67,11 +69,13 @@ def test_the_wait_is_not_cut_by_lock_timeout_or_statement_timeout(empty_db):
     lock_timeout=50ms: the deploy still waits for the lock, then applies everything."""
     dbname = empty_db.conn.info.dbname
     for setting in ("lock_timeout", "statement_timeout"):
-        empty_db.conn.execute(f'ALTER DATABASE "{dbname}" SET {setting} = \'50ms\'')
+        empty_db.conn.execute(f"ALTER DATABASE \"{dbname}\" SET {setting} = '50ms'")
     with blocking(empty_db.url, TAKE_LOCK):
         deploy = start_cli("-x", "lock_timeout=50ms", "upgrade", "head", url=empty_db.url)
-        wait_until(lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) == 1,
-                   "the deploy waits for the migration lock")
+        wait_until(
+            lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) == 1,
+            "the deploy waits for the migration lock",
+        )
         time.sleep(1)  # twenty times either timeout: a wait they could cut has ended by now
         assert deploy.poll() is None
         assert empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) == 1

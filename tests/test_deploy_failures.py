@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chatdb.localpg import Cluster, free_port, give_to_server_user
+from chatdb.local.server import Cluster, free_port, give_to_server_user
 from tests.deploying import dump
 from tests.pg import alembic_cli
 from tests.test_bad_input import failure_line
@@ -39,8 +39,14 @@ class LockedDown:
     password: str
     deployer_password: str
 
-    def url(self, user: str = "postgres", password: str | None = None, *,
-            dbname: str = DBNAME, sslmode: str = "require") -> str:
+    def url(
+        self,
+        user: str = "postgres",
+        password: str | None = None,
+        *,
+        dbname: str = DBNAME,
+        sslmode: str = "require",
+    ) -> str:
         auth = user if password is None else f"{user}:{password}"
         return f"postgresql://{auth}@{self.host}:{self.port}/{dbname}?sslmode={sslmode}"
 
@@ -51,10 +57,24 @@ class LockedDown:
 
 def _self_signed_certificate(datadir: Path) -> None:
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-keyout", str(datadir / "server.key"),
-         "-out", str(datadir / "server.crt")],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(datadir / "server.key"),
+            "-out",
+            str(datadir / "server.crt"),
+        ],
+        check=True,
+        capture_output=True,
     )
     (datadir / "server.key").chmod(0o600)
     for name in ("server.key", "server.crt"):
@@ -70,8 +90,9 @@ def locked_down() -> Iterator[LockedDown]:
     cluster.init()
     _self_signed_certificate(cluster.datadir)
     cluster.start(fsync=False)
-    server = LockedDown(cluster.host, cluster.port, secrets.token_urlsafe(16),
-                        secrets.token_urlsafe(16))
+    server = LockedDown(
+        cluster.host, cluster.port, secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    )
     try:
         with psycopg.connect(cluster.url(), autocommit=True) as conn:  # trust, for now
             conn.execute(f"ALTER ROLE postgres PASSWORD '{server.password}'")
@@ -81,8 +102,9 @@ def locked_down() -> Iterator[LockedDown]:
             (cluster.datadir / "pg_hba.conf").write_text(HBA)
             conn.execute("SELECT pg_reload_conf()")
         with psycopg.connect(server.admin_url) as conn:  # the new rules are in force
-            assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
-                                ).fetchone() == (True,)
+            assert conn.execute(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            ).fetchone() == (True,)
         yield server
     finally:
         cluster.stop()
@@ -132,7 +154,7 @@ def test_missing_database(server):
     assert refused(url=url) == (
         f"FAILED: Cannot connect to postgresql+psycopg2://postgres@{server.host}:{server.port}/"
         "chatdb_no_such_db: the database does not exist; check its name at the end of "
-        f"DATABASE_URL (Supabase's is postgres) (connection to server at \"{server.host}\", "
+        f'DATABASE_URL (Supabase\'s is postgres) (connection to server at "{server.host}", '
         f'port {server.port} failed: FATAL:  database "chatdb_no_such_db" does not exist); '
         "nothing was changed."
     )
@@ -203,9 +225,14 @@ def test_transaction_pooler_port_is_refused_before_connecting():
 
 def test_transaction_pooler_override_lets_the_run_connect():
     """With the override the run goes on to connect (whatever answers on 6543 here)."""
-    line = refused("-x", "allow_transaction_pooler=true",
-                   url="postgresql://postgres@127.0.0.1:6543/chatdb_no_such_db")
-    assert line.startswith("FAILED: Cannot connect to postgresql+psycopg2://postgres@127.0.0.1:6543")
+    line = refused(
+        "-x",
+        "allow_transaction_pooler=true",
+        url="postgresql://postgres@127.0.0.1:6543/chatdb_no_such_db",
+    )
+    assert line.startswith(
+        "FAILED: Cannot connect to postgresql+psycopg2://postgres@127.0.0.1:6543"
+    )
 
 
 def test_no_traceback_unless_raiseerr():
@@ -226,4 +253,3 @@ def test_a_bad_option_stops_the_run_before_it_connects(head_db):
         "FAILED: -x lock_retries='many' is not a whole number (0 or more)."
     )
     assert dump(head_db.url) == before
-

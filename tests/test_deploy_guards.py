@@ -3,7 +3,7 @@ row counts, unless -x allow_data_loss=true; written with --sql, the script refus
 
 import subprocess
 
-from chatdb.localpg import bindir
+from chatdb.local.server import bindir
 from tests.deploying import dump
 from tests.pg import alembic_cli
 from tests.test_bad_input import failure_line
@@ -56,7 +56,10 @@ def test_offline_downgrade_script_refuses_when_run_against_rows(head_db):
     before = dump(head_db.url)
     psql = subprocess.run(
         [str(bindir() / "psql"), "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-d", head_db.url],
-        input=script.stdout, capture_output=True, text=True, check=False,
+        input=script.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert psql.returncode != 0
     assert (

@@ -93,8 +93,9 @@ def test_the_run_sets_lock_timeout_and_statement_timeout_by_default(db_at_004):
 
 def test_the_timeouts_follow_the_options(db_at_004):
     make_backfill_run(db_at_004, SHOW_TIMEOUTS)
-    result = alembic_cli("-x", "lock_timeout=2s", "-x", "statement_timeout=90s",
-                         "upgrade", "head", url=db_at_004.url)
+    result = alembic_cli(
+        "-x", "lock_timeout=2s", "-x", "statement_timeout=90s", "upgrade", "head", url=db_at_004.url
+    )
     assert "failed: lock_timeout=2s statement_timeout=90s (statement:" in failure_line(result)
 
 

@@ -3,13 +3,22 @@
 import pytest
 from alembic.util import CommandError
 
-from chatdb.locking import DeployOptions
-from chatdb.options import count, duration, flag
+from chatdb.deploy.locking import DeployOptions
+from chatdb.deploy.options import count, duration, flag
 
 
 @pytest.mark.parametrize(
-    "text, ms", [("500ms", 500), ("5s", 5000), ("1.5s", 1500), ("2min", 120_000), ("1h", 3_600_000),
-                 ("0", 0), ("0s", 0), (" 5 S ", 5000)],
+    "text, ms",
+    [
+        ("500ms", 500),
+        ("5s", 5000),
+        ("1.5s", 1500),
+        ("2min", 120_000),
+        ("1h", 3_600_000),
+        ("0", 0),
+        ("0s", 0),
+        (" 5 S ", 5000),
+    ],
 )
 def test_durations_need_a_unit(text, ms):
     assert duration({"lock_timeout": text}, "lock_timeout", "5s").ms == ms
@@ -38,6 +47,10 @@ def test_counts_and_flags():
 
 def test_defaults_and_backoff():
     opts = DeployOptions.from_x({})
-    assert (str(opts.lock_timeout), str(opts.statement_timeout), str(opts.migration_lock_wait),
-            opts.lock_retries) == ("5s", "1min", "10min", 3)
+    assert (
+        str(opts.lock_timeout),
+        str(opts.statement_timeout),
+        str(opts.migration_lock_wait),
+        opts.lock_retries,
+    ) == ("5s", "1min", "10min", 3)
     assert [opts.backoff(n) for n in (1, 2, 3, 4, 5, 6, 7)] == [1, 2, 4, 8, 16, 30, 30]

@@ -22,9 +22,12 @@ def test_base_leaves_no_chat_object_and_head_comes_back(head_db):
 
 def test_base_on_plain_postgresql_removes_what_000_created(head_db):
     migrate(head_db.url, "base", down=True)
-    assert head_db.scalar(
-        "SELECT count(*) FROM pg_class WHERE relname IN ('websites', 'delivery_orders')"
-    ) == 0
+    assert (
+        head_db.scalar(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('websites', 'delivery_orders')"
+        )
+        == 0
+    )
     assert head_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'auth'") == 0
     assert head_db.scalar("SELECT count(*) FROM pg_publication") == 0
     assert head_db.scalar("SELECT count(*) FROM pg_extension WHERE extname = 'uuid-ossp'") == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from chatdb.localpg import free_port
+from chatdb.local.server import free_port
 from tests import catalog
 from tests.pg import ROOT
 
@@ -57,8 +57,15 @@ def drift(url: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     if url is not None:
         env["DATABASE_URL"] = url
-    return subprocess.run([CHATDB, "drift"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [CHATDB, "drift"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def sections(report: str) -> dict[str, list[str]]:
@@ -86,8 +93,7 @@ def test_production_drift_is_reported_table_by_table(production_db):
     assert result.returncode == 1, result.stderr
     assert result.stderr == ""
     groups = sections(result.stdout)
-    assert list(groups) == ["chat_conversations", "chat_messages", "chat_participants",
-                            "functions"]
+    assert list(groups) == ["chat_conversations", "chat_messages", "chat_participants", "functions"]
     conversations = groups["chat_conversations"]
     for sentence in (
         "column website_id is text, the code says uuid",
@@ -100,19 +106,25 @@ def test_production_drift_is_reported_table_by_table(production_db):
         "column unread_customer is missing (the code says integer nullable, default 0)",
         "column unread_rider is missing (the code says integer nullable, default 0)",
         "index idx_chat_conversations_customer on (customer_id) is missing",
-        "foreign key chat_conversations_website_id_fkey (website_id -> websites(id) "
-        "ON DELETE CASCADE) is missing",
+        (
+            "foreign key chat_conversations_website_id_fkey (website_id -> websites(id) "
+            "ON DELETE CASCADE) is missing"
+        ),
         "row level security is disabled, the code enables it",
         'policy "Owners can view own conversations" is missing',
         "trigger update_chat_conversations_updated_at is missing",
         "the table is not in publication supabase_realtime, the code says it is",
     ):
         assert sentence in conversations
-    assert "column message (text NOT NULL) is in the database but not in the code" in (
-        groups["chat_messages"])
+    assert (
+        "column message (text NOT NULL) is in the database but not in the code"
+        in (groups["chat_messages"])
+    )
     assert groups["chat_participants"] == [
-        "the table is missing, and with it what the code declares on it: 2 indexes, "
-        "row level security, 3 policies, grants to 3 roles, publication membership"
+        (
+            "the table is missing, and with it what the code declares on it: 2 indexes, "
+            "row level security, 3 policies, grants to 3 roles, publication membership"
+        )
     ]
     assert groups["functions"] == ["function update_conversation_on_message() is missing"]
     # The effective privileges (Supabase's default privileges: ALL) are what the code says.
@@ -155,10 +167,14 @@ def test_drifted_policies_indexes_grants_triggers_and_functions(head_db):
         "chat_messages": [
             "column sender_id is varchar(64), the code says text",
             "index idx_chat_messages_created on (created_at DESC) is missing",
-            'policy "Anyone can view messages" differs: USING is false in the database, '
-            "the code says true",
-            'policy "Debug: read everything" is not in the code (an extra policy: '
-            "FOR SELECT TO anon USING true)",
+            (
+                'policy "Anyone can view messages" differs: USING is false in the database, '
+                "the code says true"
+            ),
+            (
+                'policy "Debug: read everything" is not in the code (an extra policy: '
+                "FOR SELECT TO anon USING true)"
+            ),
             "role anon lacks DELETE, TRUNCATE (the code grants ALL)",
         ],
         "chat_participants": [
@@ -188,11 +204,14 @@ def test_drift_never_writes(production_db):
     assert production_db.scalar("SELECT to_regclass('public.alembic_version')") is None
 
 
-@pytest.mark.parametrize("url, message", [
-    (None, "chatdb drift: DATABASE_URL is not set"),
-    ("mysql://user:secret@localhost/db", "chatdb drift: DATABASE_URL is malformed"),
-    ("postgresql://postgres:secret@127.0.0.1:{port}/postgres", "chatdb drift: Cannot connect"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        (None, "chatdb drift: DATABASE_URL is not set"),
+        ("mysql://user:secret@localhost/db", "chatdb drift: DATABASE_URL is malformed"),
+        ("postgresql://postgres:secret@127.0.0.1:{port}/postgres", "chatdb drift: Cannot connect"),
+    ],
+)
 def test_bad_input_is_one_sentence_and_exit_2(url, message):
     result = drift(url.format(port=free_port()) if url else None)
     assert result.returncode == 2

@@ -1,11 +1,11 @@
-"""chatdb.localpg: finding the server binaries and running the server as a non-root user."""
+"""chatdb.local.server: finding the server binaries and running the server as a non-root user."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from chatdb.localpg import as_server_user, bindir, server_user
+from chatdb.local.server import as_server_user, bindir, server_user
 
 
 def test_server_binaries_are_found():
@@ -16,8 +16,11 @@ def test_server_binaries_are_found():
 def test_server_binaries_are_found_without_them_on_the_path(tmp_path):
     """Debian's postgresql package puts neither pg_ctl nor pg_config on the PATH."""
     found = subprocess.run(
-        [sys.executable, "-c", "from chatdb.localpg import bindir; print(bindir())"],
-        env={"PATH": str(tmp_path)}, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", "from chatdb.local.server import bindir; print(bindir())"],
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert Path(found) == bindir()
 

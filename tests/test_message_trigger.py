@@ -2,7 +2,9 @@
 
 import pytest
 
-COUNTERS = "SELECT unread_owner, unread_customer, unread_rider FROM chat_conversations WHERE id = %s"
+COUNTERS = (
+    "SELECT unread_owner, unread_customer, unread_rider FROM chat_conversations WHERE id = %s"
+)
 
 
 @pytest.fixture
@@ -39,9 +41,13 @@ def test_each_sender_bumps_the_right_counters(head_db, conversation, sender, cou
 @pytest.mark.parametrize("sender", ["customer", "owner", "rider", "system"])
 def test_every_message_bumps_updated_at(head_db, conversation, sender):
     send(head_db, conversation, sender)
-    assert head_db.scalar(
-        "SELECT updated_at > '2020-01-01' FROM chat_conversations WHERE id = %s", (conversation,)
-    ) is True
+    assert (
+        head_db.scalar(
+            "SELECT updated_at > '2020-01-01' FROM chat_conversations WHERE id = %s",
+            (conversation,),
+        )
+        is True
+    )
 
 
 def test_counters_add_up_over_a_conversation(head_db, conversation):
@@ -51,7 +57,13 @@ def test_counters_add_up_over_a_conversation(head_db, conversation):
 
 
 def test_updating_a_conversation_sets_updated_at(head_db, conversation):
-    head_db.conn.execute("UPDATE chat_conversations SET status = 'closed' WHERE id = %s", (conversation,))
-    assert head_db.scalar(
-        "SELECT updated_at > '2020-01-01' FROM chat_conversations WHERE id = %s", (conversation,)
-    ) is True
+    head_db.conn.execute(
+        "UPDATE chat_conversations SET status = 'closed' WHERE id = %s", (conversation,)
+    )
+    assert (
+        head_db.scalar(
+            "SELECT updated_at > '2020-01-01' FROM chat_conversations WHERE id = %s",
+            (conversation,),
+        )
+        is True
+    )

@@ -29,7 +29,7 @@ PG_VERSION = "15"
 
 # No rule is excluded: offline scripts start with the run's SET lock_timeout and
 # statement_timeout (env.py), and the online path's recording starts with the SETs
-# chatdb.locking sends before any revision runs.
+# chatdb.deploy.locking sends before any revision runs.
 EXCLUDED: dict[str, str] = {}
 ALEMBIC_STATEMENTS = {
     "version_num VARCHAR(32)": "prefer-text-field -- Alembic's own version table, "
@@ -46,7 +46,9 @@ def squawk(path: Path, excluded: dict[str, str] = EXCLUDED) -> tuple[int, list[d
     exclude = ["--exclude", ",".join(excluded)] if excluded else []
     result = subprocess.run(
         [SQUAWK, "--pg-version", PG_VERSION, "--reporter", "json", *exclude, str(path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return result.returncode, json.loads(result.stdout or "[]")
 
@@ -65,8 +67,7 @@ def test_offline_sql_of_each_revision_passes_squawk(tmp_path, down, rev):
     path = tmp_path / f"{rev}.sql"
     path.write_text(justify_alembic_statements(result.stdout))
     status, findings = squawk(path)
-    assert [f"{rev}.sql:{f['line'] + 1}: {f['rule_name']}: {f['message']}"
-            for f in findings] == []
+    assert [f"{rev}.sql:{f['line'] + 1}: {f['rule_name']}: {f['message']}" for f in findings] == []
     assert status == 0
 
 
@@ -86,8 +87,9 @@ def test_statements_of_the_online_path_pass_squawk(db_at_004, tmp_path):
     path.write_text("".join(f"{statement};\n\n" for statement in sent))
     assert any(s.startswith("CREATE INDEX CONCURRENTLY") for s in sent)
     status, findings = squawk(path)
-    assert [f"008_online.sql:{f['line'] + 1}: {f['rule_name']}: {f['message']}"
-            for f in findings] == []
+    assert [
+        f"008_online.sql:{f['line'] + 1}: {f['rule_name']}: {f['message']}" for f in findings
+    ] == []
     assert status == 0
 
 
@@ -99,5 +101,7 @@ def test_squawk_finds_a_blocking_statement(tmp_path):
     status, findings = squawk(path)
     assert status != 0
     assert sorted(f["rule_name"] for f in findings) == [
-        "require-concurrent-index-creation", "require-lock-timeout", "require-statement-timeout"
+        "require-concurrent-index-creation",
+        "require-lock-timeout",
+        "require-statement-timeout",
     ]

@@ -6,7 +6,7 @@ the migrations build.
 Written with Alembic's own API rather than pytest-alembic: pytest-alembic 0.13.1 breaks
 the collection of the whole suite under pytest 9 (its collector sets a node id attribute
 pytest 9 no longer has, even without --test-alembic), and its runner hands env.py an
-Engine where chatdb.runtime takes a Connection.
+Engine where chatdb.deploy.runtime takes a Connection.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from alembic import command
 from alembic.script import ScriptDirectory
 
+from alembic import command
 from chatdb.project import alembic_config
 from tests import catalog
 from tests.pg import database_url, migrate

@@ -1,4 +1,4 @@
-"""Issue 4: revision 008's online path (chatdb.online) on a drifted chat_conversations.
+"""Issue 4: revision 008's online path (chatdb.deploy.online) on a drifted chat_conversations.
 
 Real servers, real ``alembic`` processes. Tables are small (a few thousand rows) and
 the online path is forced with ``-x online_008=always`` and tiny batches, so that
@@ -22,7 +22,7 @@ from alembic.util import CommandError
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
-from chatdb import online
+from chatdb.deploy import online
 from tests import catalog
 from tests.drifted_table import conversation_rows, expected_customer_id, make_drifted
 from tests.pg import ALEMBIC, ROOT, Database, alembic_cli, migrate, run_sql_file
@@ -67,8 +67,9 @@ def start_upgrade(db: Database, *x: str) -> subprocess.Popen:
     """``alembic upgrade head`` as a background process (killed by the test)."""
     env = {k: v for k, v in os.environ.items() if k != "PGRST_DB_CHANNEL"}
     env["DATABASE_URL"] = db.url
-    return subprocess.Popen([ALEMBIC, *x, "upgrade", "head"], cwd=ROOT, env=env,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [ALEMBIC, *x, "upgrade", "head"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_until(db: Database, sql: str, what: str, process: subprocess.Popen | None = None):
@@ -80,8 +81,9 @@ def wait_until(db: Database, sql: str, what: str, process: subprocess.Popen | No
         if value:
             return value
         if process is not None and process.poll() is not None:
-            pytest.fail(f"alembic exited ({process.returncode}) before {what}: "
-                        f"{process.stderr.read()}")
+            pytest.fail(
+                f"alembic exited ({process.returncode}) before {what}: {process.stderr.read()}"
+            )
         time.sleep(0.02)
     pytest.fail(f"gave up waiting for {what}")
 
@@ -94,8 +96,10 @@ def kill_run(db: Database, process: subprocess.Popen, *keep: psycopg.Connection)
     process.wait()
     process.stderr.close()
     ours = [db.conn.info.backend_pid, *(conn.info.backend_pid for conn in keep)]
-    others = ("FROM pg_stat_activity WHERE datname = current_database() "
-              "AND backend_type = 'client backend' AND NOT pid = ANY(%s)")
+    others = (
+        "FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend' AND NOT pid = ANY(%s)"
+    )
     db.scalar(f"SELECT count(pg_terminate_backend(pid)) {others}", (ours,))
     deadline = time.monotonic() + 60
     while db.scalar(f"SELECT count(*) {others}", (ours,)) and time.monotonic() < deadline:
@@ -106,21 +110,26 @@ def state(db: Database) -> dict:
     """Version, customer_id's NOT NULL (None: no column), its NULLs, the index's validity."""
     not_null = db.scalar(
         "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'chat_conversations'::regclass "
-        "AND attname = 'customer_id' AND NOT attisdropped")
+        "AND attname = 'customer_id' AND NOT attisdropped"
+    )
     return {
         "version": db.scalar("SELECT version_num FROM alembic_version"),
         "not_null": not_null,
-        "nulls": None if not_null is None else db.scalar(
-            "SELECT count(*) FROM chat_conversations WHERE customer_id IS NULL"),
+        "nulls": None
+        if not_null is None
+        else db.scalar("SELECT count(*) FROM chat_conversations WHERE customer_id IS NULL"),
         "index_valid": db.scalar(
             "SELECT indisvalid FROM pg_index "
-            "WHERE indexrelid = to_regclass('public.idx_chat_conversations_customer')"),
+            "WHERE indexrelid = to_regclass('public.idx_chat_conversations_customer')"
+        ),
     }
 
 
 def expected_ids(rows_before: list[dict]) -> list[str]:
-    return [expected_customer_id(r.get("customer_id"), r.get("customer_phone"), r["id"])
-            for r in rows_before]
+    return [
+        expected_customer_id(r.get("customer_id"), r.get("customer_phone"), r["id"])
+        for r in rows_before
+    ]
 
 
 def assert_repaired(db: Database, rows_before: list[dict]) -> None:
@@ -130,7 +139,8 @@ def assert_repaired(db: Database, rows_before: list[dict]) -> None:
     after = conversation_rows(db.conn)
     assert [r["customer_id"] for r in after] == expected_ids(rows_before)
     assert [{k: v for k, v in r.items() if k != "customer_id"} for r in after] == [
-        {k: v for k, v in r.items() if k != "customer_id"} for r in rows_before]
+        {k: v for k, v in r.items() if k != "customer_id"} for r in rows_before
+    ]
 
 
 @contextmanager
@@ -149,8 +159,10 @@ def make_invalid_index(db: Database) -> None:
     with open_snapshot(db), psycopg.connect(db.url, autocommit=True) as builder:
         builder.execute("SET lock_timeout = '100ms'")
         with pytest.raises(psycopg.errors.LockNotAvailable):
-            builder.execute("CREATE INDEX CONCURRENTLY idx_chat_conversations_customer "
-                            "ON chat_conversations (customer_id)")
+            builder.execute(
+                "CREATE INDEX CONCURRENTLY idx_chat_conversations_customer "
+                "ON chat_conversations (customer_id)"
+            )
     assert state(db)["index_valid"] is False
 
 
@@ -159,11 +171,15 @@ def make_invalid_index(db: Database) -> None:
 
 def test_options_are_read_strictly():
     assert online.Options.from_x_args({}) == online.Options()
-    options = online.Options.from_x_args({"online_008": "Always", "online_008_threshold": "5",
-                                          "online_008_batch_size": "10"})
+    options = online.Options.from_x_args(
+        {"online_008": "Always", "online_008_threshold": "5", "online_008_batch_size": "10"}
+    )
     assert (options.mode, options.threshold, options.batch_size) == ("always", 5, 10)
-    for bad in ({"online_008": "sometimes"}, {"online_008_batch_size": "0"},
-                {"online_008_threshold": "many"}):
+    for bad in (
+        {"online_008": "sometimes"},
+        {"online_008_batch_size": "0"},
+        {"online_008_threshold": "many"},
+    ):
         with pytest.raises(CommandError, match="-x online_008"):
             online.Options.from_x_args(bad)
 
@@ -186,8 +202,7 @@ def test_a_bad_option_fails_before_any_change(make_db):
 def test_auto_goes_online_above_the_threshold_only(make_db):
     big, small = make_db(), make_db()
     assert "008: online path" in upgrade(big, "-x", "online_008_threshold=1000").stderr
-    assert "008: transactional path" in upgrade(
-        small, "-x", "online_008_threshold=100000").stderr
+    assert "008: transactional path" in upgrade(small, "-x", "online_008_threshold=100000").stderr
 
 
 def test_a_fresh_database_runs_000_004_008_in_one_transaction(empty_db):
@@ -206,9 +221,7 @@ def test_offline_sql_cannot_take_the_online_path():
 
 
 @pytest.mark.parametrize("drift", ["missing", "nullable"])
-def test_online_path_leaves_what_the_transactional_path_and_the_hand_run_sql_leave(
-    make_db, drift
-):
+def test_online_path_leaves_what_the_transactional_path_and_the_hand_run_sql_leave(make_db, drift):
     dbs = {arm: make_db(customer_id=drift) for arm in ("original", "never", "always")}
     before = conversation_rows(dbs["never"].conn)
     run_sql_file(dbs["original"].url, "original_008_fix_customer_id.sql")
@@ -247,16 +260,23 @@ def test_killed_during_the_backfill_a_rerun_finishes_it(make_db):
     batch = 97
     # Rows committed when the run is stuck on the locked row's batch: every NULL row
     # of the batches before it.
-    done_before = sum(1 for r in before if r["id"] < ids[(ids.index(locked) // batch) * batch]
-                      and r["customer_id"] is None)
+    done_before = sum(
+        1
+        for r in before
+        if r["id"] < ids[(ids.index(locked) // batch) * batch] and r["customer_id"] is None
+    )
     filled_at_start = sum(1 for r in before if r["customer_id"] is not None)
 
     with psycopg.connect(db.url) as locker:
         locker.execute("SELECT 1 FROM chat_conversations WHERE id = %s FOR UPDATE", (locked,))
         process = start_upgrade(db, *ALWAYS)
         expected = filled_at_start + done_before
-        wait_until(db, f"SELECT count(*) = {expected} FROM chat_conversations "
-                   "WHERE customer_id IS NOT NULL", "the batches before the locked row", process)
+        wait_until(
+            db,
+            f"SELECT count(*) = {expected} FROM chat_conversations WHERE customer_id IS NOT NULL",
+            "the batches before the locked row",
+            process,
+        )
         kill_run(db, process, locker)
         locker.rollback()
 
@@ -273,16 +293,20 @@ def test_killed_during_the_concurrent_index_build_a_rerun_rebuilds_it(make_db):
     with open_snapshot(db) as snapshot_holder:
         process = start_upgrade(db, *ALWAYS)
         wait_until(
-            db, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-                "AND query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event = 'virtualxid'",
-            "the concurrent index build to wait", process)
+            db,
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event = 'virtualxid'",
+            "the concurrent index build to wait",
+            process,
+        )
         kill_run(db, process, snapshot_holder)
     interrupted = state(db)
     assert interrupted == {"version": "004", "not_null": True, "nulls": 0, "index_valid": False}
 
     result = upgrade(db, *ALWAYS)
     assert "is INVALID (an interrupted concurrent build); dropping and building it again" in (
-        result.stderr)
+        result.stderr
+    )
     assert_repaired(db, before)
 
 
@@ -297,14 +321,17 @@ def test_an_error_fails_the_run_keeps_the_committed_batches_and_a_rerun_finishes
           IF NEW.id = '{refused}' THEN RAISE EXCEPTION 'refused row %', NEW.id; END IF;
           RETURN NEW;
         END $$""")
-    db.conn.execute("CREATE TRIGGER refuse_one BEFORE UPDATE ON chat_conversations "
-                    "FOR EACH ROW EXECUTE FUNCTION refuse_one()")
+    db.conn.execute(
+        "CREATE TRIGGER refuse_one BEFORE UPDATE ON chat_conversations "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_one()"
+    )
 
     result = alembic_cli(*ALWAYS, "upgrade", "head", url=db.url)
     assert result.returncode != 0
-    assert (f"Migration step (upgrade 004 -> 008, online path) failed at backfill "
-            f"batch: refused row {refused}; the steps committed before it are kept") in (
-        result.stdout)
+    assert (
+        f"Migration step (upgrade 004 -> 008, online path) failed at backfill "
+        f"batch: refused row {refused}; the steps committed before it are kept"
+    ) in (result.stdout)
     failed = state(db)
     assert failed["version"] == "004" and failed["not_null"] is False
     assert 0 < failed["nulls"] < len(null_ids)
@@ -347,8 +374,9 @@ def test_a_lock_never_released_fails_the_step_after_its_attempts(make_db, monkey
     db = make_db()
     monkeypatch.setattr(online, "LOCK_ATTEMPTS", 3)
     slept = []
-    engine = create_engine(db.url.replace("postgresql://", "postgresql+psycopg2://"),
-                           isolation_level="AUTOCOMMIT")
+    engine = create_engine(
+        db.url.replace("postgresql://", "postgresql+psycopg2://"), isolation_level="AUTOCOMMIT"
+    )
     try:
         with psycopg.connect(db.url) as reader, engine.connect() as connection:
             reader.execute("LOCK TABLE chat_conversations IN ACCESS SHARE MODE")
@@ -367,15 +395,22 @@ def test_a_lock_never_released_fails_the_step_after_its_attempts(make_db, monkey
 
 def test_one_notify_and_only_after_the_last_commit(make_db):
     db = make_db()
-    with psycopg.connect(db.url, autocommit=True) as listener, \
-            psycopg.connect(db.url) as version_lock:
+    with (
+        psycopg.connect(db.url, autocommit=True) as listener,
+        psycopg.connect(db.url) as version_lock,
+    ):
         listener.execute("LISTEN pgrst")
         # Hold the version row: the run's last transaction (version UPDATE, then
         # NOTIFY) waits there after every step of the online path has committed.
         version_lock.execute("SELECT 1 FROM alembic_version FOR UPDATE")
         process = start_upgrade(db, *ALWAYS)
-        wait_until(db, "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'UPDATE alembic_version%'"
-                       " AND wait_event_type = 'Lock'", "the run's last transaction", process)
+        wait_until(
+            db,
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'UPDATE alembic_version%'"
+            " AND wait_event_type = 'Lock'",
+            "the run's last transaction",
+            process,
+        )
         assert state(db)["index_valid"] is True  # the online steps are all committed
         assert notifications_until_sentinel(db, listener, "sentinel-1") == []
         version_lock.rollback()
@@ -384,8 +419,9 @@ def test_one_notify_and_only_after_the_last_commit(make_db):
         assert notifications_until_sentinel(db, listener, "sentinel-2") == ["reload schema"]
 
 
-def notifications_until_sentinel(db: Database, listener: psycopg.Connection,
-                                 sentinel: str) -> list[str]:
+def notifications_until_sentinel(
+    db: Database, listener: psycopg.Connection, sentinel: str
+) -> list[str]:
     """Payloads on pgrst delivered before ``sentinel``, which this sends now: PostgreSQL
     delivers notifications in commit order, so all earlier commits' come first."""
     db.conn.execute("SELECT pg_notify('pgrst', %s)", (sentinel,))

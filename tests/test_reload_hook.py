@@ -1,16 +1,16 @@
 """Issue 2 (e): the PostgREST reload notification after a migration run."""
 
 import pytest
-
 from alembic.util import CommandError
 
-from chatdb.reload import ReloadHook, notify_statement, quote_channel
+from chatdb.deploy.reload import ReloadHook, notify_statement, quote_channel
 from tests.pg import alembic_cli, listening, migrate
 
 RELOAD = ("pgrst", "reload schema")
 
 
 # The hook's pieces, without a database.
+
 
 def test_channel_is_quoted_only_when_needed():
     assert quote_channel("pgrst") == "pgrst"
@@ -25,9 +25,10 @@ def test_notify_statement():
 def test_channel_option_beats_environment_beats_default():
     assert ReloadHook.from_options({}, {}).channel == "pgrst"
     assert ReloadHook.from_options({}, {"PGRST_DB_CHANNEL": "env_ch"}).channel == "env_ch"
-    assert ReloadHook.from_options(
-        {"pgrst_channel": "x_ch"}, {"PGRST_DB_CHANNEL": "env_ch"}
-    ).channel == "x_ch"
+    assert (
+        ReloadHook.from_options({"pgrst_channel": "x_ch"}, {"PGRST_DB_CHANNEL": "env_ch"}).channel
+        == "x_ch"
+    )
 
 
 def test_reload_can_be_turned_off_and_rejects_unknown_words():
@@ -47,6 +48,7 @@ def test_unknown_reload_word_is_one_line_from_the_cli():
 
 
 # Against a real server: what a LISTENing PostgREST would receive.
+
 
 def test_upgrade_sends_exactly_one_reload(empty_db):
     with listening(empty_db.url) as postgrest:
@@ -101,7 +103,9 @@ def test_channel_option_is_honoured(empty_db):
 
 def test_channel_from_environment_is_honoured(empty_db):
     with listening(empty_db.url, "from_env") as postgrest:
-        result = alembic_cli("upgrade", "head", url=empty_db.url, env={"PGRST_DB_CHANNEL": "from_env"})
+        result = alembic_cli(
+            "upgrade", "head", url=empty_db.url, env={"PGRST_DB_CHANNEL": "from_env"}
+        )
         assert result.returncode == 0, result.stderr
         assert postgrest.received() == [("from_env", "reload schema")]
 
@@ -117,8 +121,10 @@ def test_one_log_line_names_the_channel(empty_db):
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "reload" in line.lower()]
     assert lines == [
-        "INFO  [chatdb.reload] PostgREST schema reload sent: NOTIFY on channel 'api' "
-        "with payload 'reload schema'"
+        (
+            "INFO  [chatdb.deploy.reload] PostgREST schema reload sent: NOTIFY on channel 'api' "
+            "with payload 'reload schema'"
+        )
     ]
 
 

@@ -18,7 +18,13 @@ SUPABASE = "postgres://postgres.abcd:s3cret@db.abcd.supabase.co:5432/postgres?ss
 def test_supabase_schemes_use_psycopg2(scheme):
     url = parse_database_url(f"{scheme}://u:p@h:5432/db")
     assert url.drivername == "postgresql+psycopg2"
-    assert (url.username, url.password, url.host, url.port, url.database) == ("u", "p", "h", 5432, "db")
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "u",
+        "p",
+        "h",
+        5432,
+        "db",
+    )
 
 
 def test_query_parameters_are_kept():

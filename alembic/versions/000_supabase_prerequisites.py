@@ -26,8 +26,8 @@ Behaviour:
 from collections.abc import Sequence
 
 from alembic import context, op
-
-from chatdb import guards, prerequisites
+from chatdb.deploy import data_loss as guards
+from chatdb.revisions import prerequisites
 
 revision: str = "000"
 down_revision: str | Sequence[str] | None = None
@@ -131,9 +131,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    guards.refuse_data_loss(
-        "downgrade 000 -> base", ("websites", "delivery_orders"), marker=MARKER
-    )
+    guards.refuse_data_loss("downgrade 000 -> base", ("websites", "delivery_orders"), marker=MARKER)
     for table in ("delivery_orders", "websites"):
         op.execute(f"""
             DO $$

@@ -22,14 +22,14 @@ Downgrade removes what 004 created: the three tables (their indexes, policies,
 triggers, grants and publication membership go with them) and the function
 update_conversation_on_message(). It leaves the prerequisites, which belong to
 others, alone. It refuses, with the row counts, when the tables hold rows, unless
-``-x allow_data_loss=true`` (chatdb.guards).
+``-x allow_data_loss=true`` (chatdb.deploy.data_loss).
 """
 
 from collections.abc import Sequence
 
 from alembic import context, op
-
-from chatdb import guards, prerequisites
+from chatdb.deploy import data_loss as guards
+from chatdb.revisions import prerequisites
 
 revision: str = "004"
 down_revision: str | Sequence[str] | None = "000"

@@ -18,13 +18,13 @@ Steps (the spec's six):
 3. SET NOT NULL;
 4. index idx_chat_conversations_customer;
 5. fail with a clear message if customer_id is still missing;
-6. the PostgREST schema reload is sent by the post-upgrade hook (chatdb.reload),
+6. the PostgREST schema reload is sent by the post-upgrade hook (chatdb.deploy.reload),
    once per run, after the run's last commit.
 
 Where the all-or-nothing line is: runs are one transaction, except 008 on a large
 chat_conversations, which must not stall the chat API while it backfills and
 indexes. ``-x online_008=auto`` (the default) takes the online path
-(chatdb.online) when PostgreSQL's estimate of the table's rows
+(chatdb.deploy.online) when PostgreSQL's estimate of the table's rows
 (pg_class.reltuples) is at least 5,000 (``-x online_008_threshold=ROWS``);
 ``always`` / ``never`` force a path. The online path commits in steps and is
 resumable instead of all-or-nothing: killed at any point, a re-run finishes the
@@ -50,10 +50,9 @@ left; undoing the repair would re-create the drift, not 004's schema.
 from collections.abc import Sequence
 
 from alembic import context, op
-
-from chatdb import online
-from chatdb.lint import justified
-from chatdb.online import BACKFILL_WITH_PHONE, BACKFILL_WITHOUT_PHONE, CHECK_NAME, INDEX_NAME
+from chatdb.deploy import online
+from chatdb.deploy.online import BACKFILL_WITH_PHONE, BACKFILL_WITHOUT_PHONE, CHECK_NAME, INDEX_NAME
+from chatdb.revisions.lint import justified
 
 revision: str = "008"
 down_revision: str | Sequence[str] | None = "004"
@@ -99,16 +98,20 @@ def repair_in_transaction() -> None:
             WHERE customer_id IS NULL;
           END IF;
         END $$""")
-    op.execute(justified(
-        "ALTER TABLE public.chat_conversations ALTER COLUMN customer_id SET NOT NULL",
-        "adding-not-nullable-field",
-        "a small table (below the online line): the scan holds its lock for milliseconds",
-    ))
-    op.execute(justified(
-        f"ALTER TABLE public.chat_conversations DROP CONSTRAINT IF EXISTS {CHECK_NAME}",
-        "ban-drop-constraint",
-        "only the temporary check of an interrupted online run; NOT NULL gives its guarantee",
-    ))
+    op.execute(
+        justified(
+            "ALTER TABLE public.chat_conversations ALTER COLUMN customer_id SET NOT NULL",
+            "adding-not-nullable-field",
+            "a small table (below the online line): the scan holds its lock for milliseconds",
+        )
+    )
+    op.execute(
+        justified(
+            f"ALTER TABLE public.chat_conversations DROP CONSTRAINT IF EXISTS {CHECK_NAME}",
+            "ban-drop-constraint",
+            "only the temporary check of an interrupted online run; NOT NULL gives its guarantee",
+        )
+    )
     op.execute(f"""
         DO $$
         BEGIN
@@ -117,8 +120,10 @@ def repair_in_transaction() -> None:
             DROP INDEX public.{INDEX_NAME};
           END IF;
         END $$""")
-    op.execute(justified(
-        f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON public.chat_conversations (customer_id)",
-        "require-concurrent-index-creation",
-        "CONCURRENTLY cannot run in the run's transaction; a small table builds in milliseconds",
-    ))
+    op.execute(
+        justified(
+            f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON public.chat_conversations (customer_id)",
+            "require-concurrent-index-creation",
+            "CONCURRENTLY cannot run in the run's transaction; a small table builds in milliseconds",
+        )
+    )

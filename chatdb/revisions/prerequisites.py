@@ -49,28 +49,42 @@ def _role(name: str) -> str:
 
 
 CHECKS: tuple[Check, ...] = (
-    Check("function uuid_generate_v4() (extension uuid-ossp) on the search_path",
-          "to_regprocedure('uuid_generate_v4()') IS NOT NULL"),
+    Check(
+        "function uuid_generate_v4() (extension uuid-ossp) on the search_path",
+        "to_regprocedure('uuid_generate_v4()') IS NOT NULL",
+    ),
     Check("role anon", _role("anon")),
     Check("role authenticated", _role("authenticated")),
     Check("role service_role", _role("service_role")),
-    Check("function auth.uid() returning uuid",
-          "EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-          "WHERE n.nspname = 'auth' AND p.proname = 'uid' AND p.pronargs = 0 "
-          "AND p.prorettype = 'uuid'::regtype)"),
-    Check("publication supabase_realtime",
-          "EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'supabase_realtime')"),
-    Check("trigger function public.update_updated_at_column()",
-          "to_regprocedure('public.update_updated_at_column()') IS NOT NULL"),
+    Check(
+        "function auth.uid() returning uuid",
+        "EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'auth' AND p.proname = 'uid' AND p.pronargs = 0 "
+        "AND p.prorettype = 'uuid'::regtype)",
+    ),
+    Check(
+        "publication supabase_realtime",
+        "EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'supabase_realtime')",
+    ),
+    Check(
+        "trigger function public.update_updated_at_column()",
+        "to_regprocedure('public.update_updated_at_column()') IS NOT NULL",
+    ),
     Check("table websites", "to_regclass('public.websites') IS NOT NULL"),
     Check("column websites.id uuid", _column("websites", "id", "uuid"), "websites"),
     Check("primary key or unique constraint on websites.id", _unique_id("websites"), "websites"),
     Check("column websites.user_id uuid", _column("websites", "user_id", "uuid"), "websites"),
     Check("table delivery_orders", "to_regclass('public.delivery_orders') IS NOT NULL"),
-    Check("column delivery_orders.id uuid", _column("delivery_orders", "id", "uuid"),
-          "delivery_orders"),
-    Check("primary key or unique constraint on delivery_orders.id",
-          _unique_id("delivery_orders"), "delivery_orders"),
+    Check(
+        "column delivery_orders.id uuid",
+        _column("delivery_orders", "id", "uuid"),
+        "delivery_orders",
+    ),
+    Check(
+        "primary key or unique constraint on delivery_orders.id",
+        _unique_id("delivery_orders"),
+        "delivery_orders",
+    ),
 )
 
 
@@ -121,7 +135,8 @@ class MissingPrerequisites(CommandError):
             advice = "create them (revision 000 does on plain PostgreSQL; Supabase provides them)"
         super().__init__(
             "Migration 004 needs what an earlier migration (or Supabase) provides, and "
-            f"this database lacks {len(names)} of it: " + "; ".join(names)
+            f"this database lacks {len(names)} of it: "
+            + "; ".join(names)
             + f". Nothing was changed: {advice}, and re-run."
         )
         self.names = names

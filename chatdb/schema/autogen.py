@@ -11,7 +11,7 @@ What is compared (the chat system's objects, nothing else):
 - Their row level security flag, policies, triggers, the API roles' table
   privileges and Realtime publication membership, and the public functions that are
   declared or that a chat trigger executes (except ``models.EXTERNAL_FUNCTIONS``):
-  declared in ``models.DECLARED``, read by :mod:`chatdb.live`.
+  declared in ``models.DECLARED``, read by :mod:`chatdb.inspect.live`.
 
 Why not alembic_utils: its PGPolicy writes ``CREATE POLICY <name>`` with the name
 unquoted (004's names contain spaces: a syntax error) and renders them as Python
@@ -34,14 +34,14 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from alembic.autogenerate import renderers
 from alembic.operations.ops import MigrateOperation
 from alembic.runtime.plugins import Plugin
 from alembic.util import CommandError, DispatchPriority
 
-from chatdb import live as live_catalog
+from chatdb.inspect import live as live_catalog
 from models import EXTERNAL_FUNCTIONS, EXTERNAL_TABLES
 from models.entities import Declared, Function, Grant, Policy, normalise_sql, qualified
 
@@ -57,17 +57,19 @@ def configure_options(declared: Declared | None = None) -> dict[str, Any]:
     """
     if declared is None:
         from models import DECLARED as declared
-    return dict(
-        include_object=include_object,
-        process_revision_directives=process_revision_directives,
-        compare_type=True,
-        compare_server_default=compare_server_default,
-        autogenerate_plugins=["alembic.autogenerate.*", PLUGIN_NAME],
-        chatdb_declared=declared,
-    )
+    return {
+        "include_object": include_object,
+        "process_revision_directives": process_revision_directives,
+        "compare_type": True,
+        "compare_server_default": compare_server_default,
+        "autogenerate_plugins": ["alembic.autogenerate.*", PLUGIN_NAME],
+        "chatdb_declared": declared,
+    }
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     """Alembic's include_object: leave out tables that are not the chat system's."""
     if type_ == "table":
         if name in EXTERNAL_TABLES or name == VERSION_TABLE:
@@ -95,6 +97,7 @@ def compare_server_default(
     would compare two freshly generated uuids. Anything else: Alembic decides."""
     if inspected_default is None or rendered_metadata_default is None:
         return None
+
     def strip(sql: str) -> str:
         return _SCHEMA_OF_FUNCTION.sub("", sql.strip("'\""))
 
@@ -153,7 +156,7 @@ class ObjectOp(MigrateOperation):
     self-contained record and never depends on how this module evolves.
     """
 
-    _reverse_action = {"add": "drop", "drop": "add", "alter": "alter"}
+    _reverse_action: ClassVar[dict[str, str]] = {"add": "drop", "drop": "add", "alter": "alter"}
 
     def __init__(
         self,
@@ -171,8 +174,14 @@ class ObjectOp(MigrateOperation):
 
     def reverse(self) -> ObjectOp:
         return ObjectOp(
-            self._reverse_action[self.action], self.kind, self.table, self.name,
-            self.undo, self.sql, self.phase, self.change,
+            self._reverse_action[self.action],
+            self.kind,
+            self.table,
+            self.name,
+            self.undo,
+            self.sql,
+            self.phase,
+            self.change,
         )
 
     def to_diff_tuple(self) -> tuple[Any, ...]:
@@ -213,7 +222,8 @@ def chat_tables_of(metadata_tables: Any) -> set[str]:
     return {
         table.name
         for table in metadata_tables
-        if table.schema is None and table.name not in EXTERNAL_TABLES
+        if table.schema is None
+        and table.name not in EXTERNAL_TABLES
         and table.name != VERSION_TABLE
     }
 
@@ -222,8 +232,7 @@ def check_declared(declared: Declared, chat_tables: set[str]) -> None:
     unknown = sorted(declared.tables_referenced() - chat_tables)
     if unknown:
         raise CommandError(
-            "models.DECLARED refers to tables that have no model in models/: "
-            + ", ".join(unknown)
+            "models.DECLARED refers to tables that have no model in models/: " + ", ".join(unknown)
         )
 
 
@@ -241,9 +250,7 @@ def changes(connection: Any, declared: Declared, chat_tables: set[str]) -> list[
     found: list[Change] = []
     for table in sorted(chat_tables | set(live.tables)):
         status = (
-            "new" if table not in live.tables
-            else "removed" if table not in chat_tables
-            else "kept"
+            "new" if table not in live.tables else "removed" if table not in chat_tables else "kept"
         )
         found += _policy_changes(table, declared, live)
         found += _trigger_changes(table, declared, live)
@@ -263,8 +270,15 @@ def _show(value: str | None) -> str:
 
 
 def _object_changes(
-    table: str | None, kind: str, want: dict[str, Any], have: dict[str, Any],
-    label: Any, extra: Any, differences: Any, *, in_place: bool = False,
+    table: str | None,
+    kind: str,
+    want: dict[str, Any],
+    have: dict[str, Any],
+    label: Any,
+    extra: Any,
+    differences: Any,
+    *,
+    in_place: bool = False,
 ) -> list[Change]:
     """Declared objects against live ones, by name. Missing: created after the tables;
     not in the code: dropped before them; different: replaced, in place (a function:
@@ -273,11 +287,17 @@ def _object_changes(
     for name in sorted(set(want) | set(have)):
         w, h = want.get(name), have.get(name)
         if h is None:
-            out.append(Change(table, kind, name, f"{label(name)} is missing")
-                       .add("add", AFTER_TABLES, [w.create_sql()], [w.drop_sql()]))
+            out.append(
+                Change(table, kind, name, f"{label(name)} is missing").add(
+                    "add", AFTER_TABLES, [w.create_sql()], [w.drop_sql()]
+                )
+            )
         elif w is None:
-            out.append(Change(table, kind, name, f"{label(name)} is not in the code{extra(h)}")
-                       .add("drop", BEFORE_TABLES, [h.drop_sql()], [h.create_sql()]))
+            out.append(
+                Change(table, kind, name, f"{label(name)} is not in the code{extra(h)}").add(
+                    "drop", BEFORE_TABLES, [h.drop_sql()], [h.create_sql()]
+                )
+            )
         elif w.comparable() != h.comparable():
             change = Change(table, kind, name, f"{label(name)} differs: {differences(w, h)}")
             if in_place:
@@ -291,7 +311,10 @@ def _object_changes(
 
 def _policy_changes(table: str, declared: Declared, live: Any) -> list[Change]:
     return _object_changes(
-        table, "policy", _keyed(declared.policies, table), _keyed(live.policies.values(), table),
+        table,
+        "policy",
+        _keyed(declared.policies, table),
+        _keyed(live.policies.values(), table),
         label=lambda name: f'policy "{name}"',
         extra=lambda policy: f" (an extra policy: {_policy_text(policy)})",
         differences=lambda want, have: "; ".join(_policy_differences(want, have)),
@@ -325,11 +348,15 @@ def _policy_differences(want: Policy, have: Policy) -> list[str]:
 
 def _trigger_changes(table: str, declared: Declared, live: Any) -> list[Change]:
     return _object_changes(
-        table, "trigger", _keyed(declared.triggers, table), _keyed(live.triggers.values(), table),
+        table,
+        "trigger",
+        _keyed(declared.triggers, table),
+        _keyed(live.triggers.values(), table),
         label=lambda name: f"trigger {name}",
         extra=lambda trigger: f" ({_show(trigger.definition)})",
-        differences=lambda want, have: (f"it is {_show(have.definition)}, "
-                                        f"the code says {_show(want.definition)}"),
+        differences=lambda want, have: (
+            f"it is {_show(have.definition)}, the code says {_show(want.definition)}"
+        ),
     )
 
 
@@ -340,11 +367,17 @@ def _rls_changes(table: str, status: str, declared: Declared, live: Any) -> list
         return []
     on = f"ALTER TABLE {qualified(table)} ENABLE ROW LEVEL SECURITY"
     off = f"ALTER TABLE {qualified(table)} DISABLE ROW LEVEL SECURITY"
-    sentence = ("row level security is disabled, the code enables it" if want
-                else "row level security is enabled, the code does not enable it")
+    sentence = (
+        "row level security is disabled, the code enables it"
+        if want
+        else "row level security is enabled, the code does not enable it"
+    )
     phase = BEFORE_TABLES if status == "removed" else AFTER_TABLES
-    return [Change(table, "row_level_security", "", sentence)
-            .add("alter", phase, [on if want else off], [off if want else on])]
+    return [
+        Change(table, "row_level_security", "", sentence).add(
+            "alter", phase, [on if want else off], [off if want else on]
+        )
+    ]
 
 
 def _grant_sql(verb: str, privileges: list[str], table: str, role: str) -> str:
@@ -367,8 +400,11 @@ def _grant_changes(table: str, status: str, declared: Declared, live: Any) -> li
             sql = [_grant_sql("REVOKE", ["ALL"], table, role)]
             if want:
                 sql.append(_grant_sql("GRANT", _all_or(listed(want), order), table, role))
-            out.append(Change(table, "grant", role, f"role {role} has no privileges yet")
-                       .add("alter", AFTER_TABLES, sql, []))
+            out.append(
+                Change(table, "grant", role, f"role {role} has no privileges yet").add(
+                    "alter", AFTER_TABLES, sql, []
+                )
+            )
             continue
         have = live.grants.get((table, role), frozenset())
         missing, extra = listed(want - have), listed(have - want)
@@ -411,20 +447,33 @@ def _publication_changes(table: str, status: str, declared: Declared, live: Any)
     add = f"ALTER PUBLICATION {pub} ADD TABLE {qualified(table)}"
     drop = f"ALTER PUBLICATION {pub} DROP TABLE {qualified(table)}"
     if want:
-        return [Change(table, "publication", pub, f"the table is not in publication {pub}, the code says it is")
-                .add("add", AFTER_TABLES, [add], [drop])]
+        return [
+            Change(
+                table,
+                "publication",
+                pub,
+                f"the table is not in publication {pub}, the code says it is",
+            ).add("add", AFTER_TABLES, [add], [drop])
+        ]
     phase = BEFORE_TABLES if status == "removed" else AFTER_TABLES
-    return [Change(table, "publication", pub, f"the table is in publication {pub}, the code says it is not")
-            .add("drop", phase, [drop], [add])]
+    return [
+        Change(
+            table, "publication", pub, f"the table is in publication {pub}, the code says it is not"
+        ).add("drop", phase, [drop], [add])
+    ]
 
 
 def _function_changes(declared: Declared, live: Any) -> list[Change]:
     def by_signature(functions: Any) -> dict[str, Function]:
-        return {f"{f.name}({f.arguments})": f for f in functions
-                if f.name not in EXTERNAL_FUNCTIONS}
+        return {
+            f"{f.name}({f.arguments})": f for f in functions if f.name not in EXTERNAL_FUNCTIONS
+        }
 
     return _object_changes(
-        None, "function", by_signature(declared.functions), by_signature(live.functions.values()),
+        None,
+        "function",
+        by_signature(declared.functions),
+        by_signature(live.functions.values()),
         label=lambda signature: f"function {signature}",
         extra=lambda function: "",
         differences=lambda want, have: ", ".join(_function_differences(want, have)),
@@ -448,10 +497,12 @@ def _function_differences(want: Function, have: Function) -> list[str]:
 def ordered_ops(found: list[Change]) -> tuple[list[ObjectOp], list[ObjectOp]]:
     """The operations to run before Alembic's table operations, and those to run after."""
     ops = [op for change in found for op in change.ops]
-    before = sorted((op for op in ops if op.phase == BEFORE_TABLES),
-                    key=lambda op: _DROP_ORDER.index(op.kind))
-    after = sorted((op for op in ops if op.phase == AFTER_TABLES),
-                   key=lambda op: _CREATE_ORDER.index(op.kind))
+    before = sorted(
+        (op for op in ops if op.phase == BEFORE_TABLES), key=lambda op: _DROP_ORDER.index(op.kind)
+    )
+    after = sorted(
+        (op for op in ops if op.phase == AFTER_TABLES), key=lambda op: _CREATE_ORDER.index(op.kind)
+    )
     return before, after
 
 

@@ -38,8 +38,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from chatdb.deploy.runtime import read_only
 from chatdb.failures import first_line
-from chatdb.runtime import read_only
 
 if TYPE_CHECKING:
     from models.entities import Policy
@@ -168,7 +168,7 @@ def matrix(connection: Connection) -> list[Cell]:
     # Imported here, not at the top: chatdb.cli imports this module at start-up, and the
     # models must not be imported before env.py puts the project's folder on sys.path
     # (prepend_sys_path), or `chatdb drift` in a project copy would read the installed ones.
-    from chatdb.live import read_policies
+    from chatdb.inspect.live import read_policies
 
     policies = [p for _, p in sorted(read_policies(connection, list(TABLES)).items())]
     membership = _policy_role_membership(connection, policies)
@@ -178,9 +178,9 @@ def matrix(connection: Connection) -> list[Cell]:
         for table in TABLES:
             rls, forced = tables[table]
             applying = [
-                p for p in policies
-                if p.table == table
-                and any(r == "public" or membership[(role, r)] for r in p.roles)
+                p
+                for p in policies
+                if p.table == table and any(r == "public" or membership[(role, r)] for r in p.roles)
             ]
             for command in COMMANDS:
                 needed = _needed_privileges(command)
@@ -207,7 +207,8 @@ def _roles(connection: Connection) -> dict[str, tuple[bool, bool]]:
         {"roles": list(ROLES)},
     ).all()
     return _all_present(
-        {name: (bool(su), bool(bypass)) for name, su, bypass in rows}, ROLES,
+        {name: (bool(su), bool(bypass)) for name, su, bypass in rows},
+        ROLES,
         "role(s) {} do not exist: this database is not set up like a Supabase project "
         "(on plain PostgreSQL, `alembic upgrade head` creates them)",
     )
@@ -223,7 +224,8 @@ def _tables(connection: Connection) -> dict[str, tuple[bool, bool]]:
         {"schema": SCHEMA, "tables": list(TABLES)},
     ).all()
     return _all_present(
-        {name: (bool(rls), bool(forced)) for name, rls, forced in rows}, TABLES,
+        {name: (bool(rls), bool(forced)) for name, rls, forced in rows},
+        TABLES,
         f"table(s) {{}} do not exist in schema {SCHEMA}: "
         "migrate the database first (alembic upgrade head)",
     )
@@ -244,8 +246,12 @@ def _privileges(connection: Connection) -> dict[tuple[str, str, str], bool]:
             "FROM unnest(CAST(:roles AS text[])) r, unnest(CAST(:tables AS text[])) t, "
             "unnest(CAST(:commands AS text[])) p"
         ),
-        {"schema": SCHEMA, "roles": list(ROLES), "tables": list(TABLES),
-         "commands": list(COMMANDS)},
+        {
+            "schema": SCHEMA,
+            "roles": list(ROLES),
+            "tables": list(TABLES),
+            "commands": list(COMMANDS),
+        },
     ).all()
     return {(r, t, p): bool(has) for r, t, p, has in rows}
 
@@ -290,7 +296,8 @@ def format_through(through: Sequence[str]) -> str:
     """Policy names quoted as in SQL; reasons (BYPASSRLS, no DELETE privilege) bare."""
     reasons = {"BYPASSRLS", "superuser", "table owner", "RLS disabled", "no policy"}
     return ", ".join(
-        t if t in reasons or (t.startswith("no ") and t.endswith(" privilege"))
+        t
+        if t in reasons or (t.startswith("no ") and t.endswith(" privilege"))
         else '"' + t.replace('"', '""') + '"'
         for t in through
     )
@@ -314,8 +321,10 @@ def render(cells: Sequence[Cell], where: str) -> str:
         *(line("!" if c.flagged else " ", row) for c, row in zip(cells, lines)),
         "",
         LEGEND,
-        (f"! = anon (anyone holding the anon key) can change or remove rows it does not own: "
-         f"{len(flagged)} cell(s)."),
+        (
+            f"! = anon (anyone holding the anon key) can change or remove rows it does not own: "
+            f"{len(flagged)} cell(s)."
+        ),
     ]
     return "\n".join(out)
 

@@ -4,7 +4,7 @@ tests/test_migration_lint.py runs squawk on each revision's ``--sql`` script; a 
 that is right for this project is excused there with ``-- squawk-ignore <rule> --
 <reason>`` on the line before the statement. The revisions' statements carry it in
 ``--sql`` scripts only (:func:`justified`), so that a failure message of an online run
-shows the statement as written; the online path of 008 (chatdb.online), which has no
+shows the statement as written; the online path of 008 (chatdb.deploy.online), which has no
 ``--sql`` form and is linted as it runs, carries it always (:func:`ignore`).
 """
 

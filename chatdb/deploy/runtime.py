@@ -2,8 +2,8 @@
 
 env.py calls :func:`run_online` with a function that runs one attempt (configure,
 one transaction, run_migrations). This module connects (refusing the transaction
-pooler, :mod:`chatdb.pooler`), takes the migration lock and sets the run's timeouts
-(:mod:`chatdb.locking`), retries the whole attempt when a lock was not available,
+pooler, :mod:`chatdb.deploy.pooler`), takes the migration lock and sets the run's timeouts
+(:mod:`chatdb.deploy.locking`), retries the whole attempt when a lock was not available,
 and turns every failure into one sentence (:mod:`chatdb.failures`).
 """
 
@@ -20,9 +20,9 @@ from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from chatdb import locking
+from chatdb.deploy import locking
+from chatdb.deploy.pooler import refuse_transaction_pooler
 from chatdb.failures import connection_failure, statement_failure
-from chatdb.pooler import refuse_transaction_pooler
 from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env, mask_url
 
 OFFLINE_PLACEHOLDER_URL = "postgresql+psycopg2://offline/placeholder"
@@ -117,8 +117,9 @@ def read_only(application_name: str) -> Iterator[tuple[Connection, str]]:
             readonly.rollback()
 
 
-def run_online(attributes: dict[str, Any], x_args: dict[str, str],
-               attempt: Callable[[Connection], T]) -> T:
+def run_online(
+    attributes: dict[str, Any], x_args: dict[str, str], attempt: Callable[[Connection], T]
+) -> T:
     """Run ``attempt`` (configure + one transaction + run_migrations) safely; see the
     module docstring. Failures become a CommandError of one sentence.
 

@@ -54,11 +54,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from chatdb import lint
+from chatdb.deploy.options import count
 from chatdb.failures import first_line
-from chatdb.options import count
+from chatdb.revisions import lint
 
-log = logging.getLogger("chatdb.online")
+log = logging.getLogger("chatdb.deploy.online")
 
 TABLE = "public.chat_conversations"
 CHECK_NAME = "chat_conversations_customer_id_not_null"
@@ -83,7 +83,7 @@ RETRYABLE_SQLSTATES = frozenset({"55P03", "40P01"})
 
 # squawk (tests/test_migration_lint.py) asks for a transaction so that a failed step can
 # be re-run; each step here reads the catalog first and the whole path is resumable.
-RERUNNABLE = lint.ignore("prefer-robust-stmts", "resumable: re-run finishes (chatdb.online)")
+RERUNNABLE = lint.ignore("prefer-robust-stmts", "resumable: re-run finishes (chatdb.deploy.online)")
 
 T = TypeVar("T")
 
@@ -150,7 +150,10 @@ def decide(connection: Connection | None, options: Options) -> bool:
     online = choose_online(options.mode, estimate, options.threshold)
     log.info(
         "008: %s path (estimated rows %d, threshold %d, -x online_008=%s)",
-        "online" if online else "transactional", estimate, options.threshold, options.mode,
+        "online" if online else "transactional",
+        estimate,
+        options.threshold,
+        options.mode,
     )
     return online
 
@@ -158,8 +161,9 @@ def decide(connection: Connection | None, options: Options) -> bool:
 class OnlineRepair:
     """The online steps on ``connection``, which must be in autocommit mode."""
 
-    def __init__(self, connection: Connection, options: Options,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, connection: Connection, options: Options, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.connection = connection
         self.options = options
         self.sleep = sleep
@@ -181,8 +185,9 @@ class OnlineRepair:
     def add_column(self) -> None:
         if self._column_exists("customer_id"):
             return
-        self._catalog_only("ADD COLUMN",
-                           f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS customer_id text")
+        self._catalog_only(
+            "ADD COLUMN", f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS customer_id text"
+        )
         log.info("008 online: added column customer_id")
 
     def backfill(self) -> int:
@@ -196,8 +201,14 @@ class OnlineRepair:
             while True:
                 upper = self._batch_upper_bound(after)
                 updated += self._update_batch(
-                    [c for c, v in (("id > CAST(:after AS uuid)", after),
-                                    ("id <= CAST(:upper AS uuid)", upper)) if v is not None],
+                    [
+                        c
+                        for c, v in (
+                            ("id > CAST(:after AS uuid)", after),
+                            ("id <= CAST(:upper AS uuid)", upper),
+                        )
+                        if v is not None
+                    ],
                     {"after": after, "upper": upper},
                 )
                 batches += 1
@@ -205,8 +216,12 @@ class OnlineRepair:
                     break
                 after = upper
                 self._pause()
-        log.info("008 online: backfilled %d rows in %d batches of up to %d",
-                 updated, batches, self.options.batch_size)
+        log.info(
+            "008 online: backfilled %d rows in %d batches of up to %d",
+            updated,
+            batches,
+            self.options.batch_size,
+        )
         return updated
 
     def sweep(self) -> int:
@@ -214,13 +229,19 @@ class OnlineRepair:
         one sequential read for their ids (no lock beyond reading), then batches by id."""
         self.step = "the search for rows written with NULL"
         with self._setting("statement_timeout", "0"):
-            ids = self.connection.execute(
-                text(f"SELECT c.id::text AS null_id FROM {TABLE} c "
-                     "WHERE c.customer_id IS NULL ORDER BY c.id")
-            ).scalars().all()
+            ids = (
+                self.connection.execute(
+                    text(
+                        f"SELECT c.id::text AS null_id FROM {TABLE} c "
+                        "WHERE c.customer_id IS NULL ORDER BY c.id"
+                    )
+                )
+                .scalars()
+                .all()
+            )
         updated = 0
         for start in range(0, len(ids), self.options.batch_size):
-            chunk = ids[start:start + self.options.batch_size]
+            chunk = ids[start : start + self.options.batch_size]
             updated += self._update_batch(["id = ANY(CAST(:ids AS uuid[]))"], {"ids": chunk})
             self._pause()
         log.info("008 online: %d rows written with NULL during the backfill, now filled", updated)
@@ -229,37 +250,51 @@ class OnlineRepair:
     def add_check(self) -> None:
         if self._check_exists():
             return
-        self._catalog_only("ADD CONSTRAINT ... NOT VALID", RERUNNABLE + (
-            f"ALTER TABLE {TABLE} ADD CONSTRAINT {CHECK_NAME} "
-            "CHECK (customer_id IS NOT NULL) NOT VALID"))
+        self._catalog_only(
+            "ADD CONSTRAINT ... NOT VALID",
+            RERUNNABLE
+            + (
+                f"ALTER TABLE {TABLE} ADD CONSTRAINT {CHECK_NAME} "
+                "CHECK (customer_id IS NOT NULL) NOT VALID"
+            ),
+        )
 
     def validate_check(self) -> None:
         with self._setting("statement_timeout", "0"):
             self._retry_on_lock(
                 "VALIDATE CONSTRAINT",
                 lambda: self._exec(
-                    RERUNNABLE + f"ALTER TABLE {TABLE} VALIDATE CONSTRAINT {CHECK_NAME}"),
+                    RERUNNABLE + f"ALTER TABLE {TABLE} VALIDATE CONSTRAINT {CHECK_NAME}"
+                ),
                 short_lock_timeout=False,
             )
         log.info("008 online: validated %s", CHECK_NAME)
 
     def set_not_null(self) -> None:
-        self._catalog_only("SET NOT NULL", RERUNNABLE + (
-            f"ALTER TABLE {TABLE} ALTER COLUMN customer_id SET NOT NULL"))
+        self._catalog_only(
+            "SET NOT NULL",
+            RERUNNABLE + (f"ALTER TABLE {TABLE} ALTER COLUMN customer_id SET NOT NULL"),
+        )
         log.info("008 online: customer_id is NOT NULL")
 
     def drop_check(self) -> None:
         if not self._check_exists():
             return
-        self._catalog_only("DROP CONSTRAINT", lint.ignore(
-            "ban-drop-constraint", "the temporary check; NOT NULL now gives its guarantee",
-        ) + f"ALTER TABLE {TABLE} DROP CONSTRAINT IF EXISTS {CHECK_NAME}")
+        self._catalog_only(
+            "DROP CONSTRAINT",
+            lint.ignore(
+                "ban-drop-constraint",
+                "the temporary check; NOT NULL now gives its guarantee",
+            )
+            + f"ALTER TABLE {TABLE} DROP CONSTRAINT IF EXISTS {CHECK_NAME}",
+        )
 
     def ensure_index(self) -> None:
         """Build the index concurrently; rebuild one left INVALID by an interrupted build."""
         with self._setting("statement_timeout", "0"):
-            self._retry_on_lock("CREATE INDEX CONCURRENTLY", self._build_index,
-                                short_lock_timeout=False)
+            self._retry_on_lock(
+                "CREATE INDEX CONCURRENTLY", self._build_index, short_lock_timeout=False
+            )
         if self.index_state() != "valid":
             raise CommandError(f"008: index {INDEX_NAME} is not valid after its concurrent build.")
 
@@ -268,42 +303,55 @@ class OnlineRepair:
         if state == "valid":
             return
         if state == "invalid":
-            log.warning("008 online: index %s is INVALID (an interrupted concurrent build); "
-                        "dropping and building it again", INDEX_NAME)
+            log.warning(
+                "008 online: index %s is INVALID (an interrupted concurrent build); "
+                "dropping and building it again",
+                INDEX_NAME,
+            )
             self._exec(f"DROP INDEX CONCURRENTLY IF EXISTS public.{INDEX_NAME}")
-        self._exec(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX_NAME} ON {TABLE} (customer_id)"
-        )
+        self._exec(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX_NAME} ON {TABLE} (customer_id)")
         log.info("008 online: built index %s concurrently", INDEX_NAME)
 
     # ------------------------------------------------------------------ catalog
 
     def column_nullable(self) -> bool:
-        return bool(self._scalar(
-            "SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = to_regclass(:table) "
-            "AND attname = 'customer_id' AND NOT attisdropped", table=TABLE,
-        ))
+        return bool(
+            self._scalar(
+                "SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = to_regclass(:table) "
+                "AND attname = 'customer_id' AND NOT attisdropped",
+                table=TABLE,
+            )
+        )
 
     def index_state(self) -> str | None:
         """None when absent, else 'valid' or 'invalid' (pg_index.indisvalid)."""
         valid = self._scalar(
             "SELECT i.indisvalid FROM pg_index i "
             "WHERE i.indexrelid = to_regclass(:index) AND i.indrelid = to_regclass(:table)",
-            index=f"public.{INDEX_NAME}", table=TABLE,
+            index=f"public.{INDEX_NAME}",
+            table=TABLE,
         )
         return None if valid is None else ("valid" if valid else "invalid")
 
     def _column_exists(self, column: str) -> bool:
-        return bool(self._scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:table) "
-            "AND attname = :column AND NOT attisdropped)", table=TABLE, column=column,
-        ))
+        return bool(
+            self._scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:table) "
+                "AND attname = :column AND NOT attisdropped)",
+                table=TABLE,
+                column=column,
+            )
+        )
 
     def _check_exists(self) -> bool:
-        return bool(self._scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(:table) "
-            "AND conname = :name)", table=TABLE, name=CHECK_NAME,
-        ))
+        return bool(
+            self._scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(:table) "
+                "AND conname = :name)",
+                table=TABLE,
+                name=CHECK_NAME,
+            )
+        )
 
     @cached_property
     def formula(self) -> str:
@@ -317,7 +365,8 @@ class OnlineRepair:
         where = " AND ".join([*conditions, "customer_id IS NULL"])
         sql = text(f"UPDATE {TABLE} SET customer_id = {self.formula} WHERE {where}")
         return self._retry_on_lock(
-            "backfill batch", lambda: self.connection.execute(sql, params).rowcount,
+            "backfill batch",
+            lambda: self.connection.execute(sql, params).rowcount,
             short_lock_timeout=True,
         )
 
@@ -329,9 +378,9 @@ class OnlineRepair:
         """The id closing the batch that starts after ``after``; None for the last batch."""
         where = "WHERE c.id > CAST(:after AS uuid)" if after is not None else ""
         return self._scalar(
-            f"SELECT c.id::text AS bound FROM {TABLE} c {where} ORDER BY c.id "
-            "OFFSET :skip LIMIT 1",
-            after=after, skip=self.options.batch_size - 1,
+            f"SELECT c.id::text AS bound FROM {TABLE} c {where} ORDER BY c.id OFFSET :skip LIMIT 1",
+            after=after,
+            skip=self.options.batch_size - 1,
         )
 
     # ------------------------------------------------------------------ plumbing
@@ -357,8 +406,7 @@ class OnlineRepair:
         finally:
             self._exec(f"SET {name} = {_literal(saved)}")
 
-    def _retry_on_lock(self, what: str, action: Callable[[], T], *,
-                       short_lock_timeout: bool) -> T:
+    def _retry_on_lock(self, what: str, action: Callable[[], T], *, short_lock_timeout: bool) -> T:
         """Run ``action``; on a lock timeout or deadlock wait and try again, up to
         LOCK_ATTEMPTS times, then let the last error fail the run."""
         self.step = what
@@ -375,8 +423,15 @@ class OnlineRepair:
                 if code not in RETRYABLE_SQLSTATES or attempt >= LOCK_ATTEMPTS:
                     raise
                 delay = min(MAX_RETRY_DELAY_S, RETRY_DELAY_S * 2 ** (attempt - 1))
-                log.info("008 online: %s could not get its lock (%s, attempt %d of %d); "
-                         "retrying in %.2f s", what, code, attempt, LOCK_ATTEMPTS, delay)
+                log.info(
+                    "008 online: %s could not get its lock (%s, attempt %d of %d); "
+                    "retrying in %.2f s",
+                    what,
+                    code,
+                    attempt,
+                    LOCK_ATTEMPTS,
+                    delay,
+                )
                 self.sleep(delay)
 
 

@@ -31,7 +31,7 @@ def bindir() -> Path:
     puts no pg_ctl on the PATH)."""
     pg_config = shutil.which("pg_config")
     if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
         candidate = Path(out.stdout.strip())
         if out.returncode == 0 and (candidate / "pg_ctl").exists():
             return candidate
@@ -73,7 +73,7 @@ def server_user_can_enter(path: Path) -> bool:
     user = server_user()
     if user is None:
         return True
-    probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(path)])
+    probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(path)], check=False)
     return probe.returncode == 0
 
 
@@ -93,7 +93,7 @@ def free_port() -> int:
 
 
 def _run(argv: list[str], what: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise LocalPgError(f"{what} failed: {detail[-1] if detail else result.returncode}")
@@ -128,8 +128,10 @@ class Cluster:
             as_server_user(
                 [
                     str(bindir() / "initdb"),
-                    "-D", str(self.datadir),
-                    "-U", self.user,
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    self.user,
                     "--auth=trust",
                     "--encoding=UTF8",
                     "--locale=C.UTF-8",
@@ -143,6 +145,7 @@ class Cluster:
         status = subprocess.run(
             as_server_user([str(bindir() / "pg_ctl"), "status", "-D", str(self.datadir)]),
             capture_output=True,
+            check=False,
         )
         return status.returncode == 0
 
@@ -158,10 +161,16 @@ class Cluster:
             as_server_user(
                 [
                     str(bindir() / "pg_ctl"),
-                    "start", "-w", "-t", "60",
-                    "-D", str(self.datadir),
-                    "-l", str(self.logfile),
-                    "-o", options,
+                    "start",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    str(self.datadir),
+                    "-l",
+                    str(self.logfile),
+                    "-o",
+                    options,
                 ]
             ),
             f"starting PostgreSQL (log: {self.logfile})",

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatdb import options
+from chatdb.deploy import options
 
-log = logging.getLogger("chatdb.reload")
+log = logging.getLogger("chatdb.deploy.reload")
 
 DEFAULT_CHANNEL = "pgrst"
 CHANNEL_ENV = "PGRST_DB_CHANNEL"

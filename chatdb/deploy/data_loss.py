@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from alembic import context, op
 from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from chatdb.options import flag
+from alembic import context, op
+from chatdb.deploy.options import flag
 
-log = logging.getLogger("chatdb.guards")
+log = logging.getLogger("chatdb.deploy.data_loss")
 
 OVERRIDE = "allow_data_loss"
 

@@ -2,7 +2,7 @@
 
 It is ``alembic check`` in plain words, and read-only: it runs the project's env.py
 (so it compares exactly what autogenerate compares: the models, ``models.DECLARED``
-and the options of :mod:`chatdb.autogen`) on a connection whose every transaction is
+and the options of :mod:`chatdb.schema.autogen`) on a connection whose every transaction is
 READ ONLY, so PostgreSQL itself refuses any write. It needs no ``alembic_version``
 table and works at any revision, so it can be pointed at a production database that
 was never migrated by Alembic.
@@ -24,11 +24,11 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import CompileError, DBAPIError
 
+from chatdb.deploy.runtime import read_only
 from chatdb.failures import first_line
 from chatdb.project import alembic_config
-from chatdb.runtime import read_only
 from chatdb.urls import DatabaseUrlError
 
 CLEAN, DRIFTED, NOT_CHECKED = 0, 1, 2
@@ -88,9 +88,9 @@ def describe(upgrade_ops: ops.UpgradeOps) -> dict[str, list[str]]:
     and publication, each kind in alphabetical order (the report is the same on every
     run). A table that is missing or extra is one sentence: what comes and goes with it
     is only counted."""
-    # Imported here, after env.py ran: chatdb.autogen imports ``models``, which must be
+    # Imported here, after env.py ran: chatdb.schema.autogen imports ``models``, which must be
     # the project's that alembic.ini's prepend_sys_path points at (the working copy).
-    from chatdb.autogen import ObjectOp
+    from chatdb.schema.autogen import ObjectOp
 
     whole_tables: dict[str, str] = {}
     for op in upgrade_ops.ops:
@@ -109,7 +109,8 @@ def describe(upgrade_ops: ops.UpgradeOps) -> dict[str, list[str]]:
         elif isinstance(op, ops.ModifyTableOps):
             found.setdefault(op.table_name, []).extend(
                 (_RANK.index(_kind_of(child)), sentence)
-                for child in op.ops for sentence in column_or_index_words(child)
+                for child in op.ops
+                for sentence in column_or_index_words(child)
             )
         elif isinstance(op, ObjectOp):
             change = op.change
@@ -134,13 +135,21 @@ def describe(upgrade_ops: ops.UpgradeOps) -> dict[str, list[str]]:
     if FUNCTIONS_GROUP in found:
         order.append(FUNCTIONS_GROUP)
     return {
-        name: [sentence for _, sentence in sorted(found[name])]
-        for name in order if found[name]
+        name: [sentence for _, sentence in sorted(found[name])] for name in order if found[name]
     }
 
 
-_RANK = ("column", "index", "constraint", "row_level_security", "policy", "trigger", "grant",
-         "publication", "function")
+_RANK = (
+    "column",
+    "index",
+    "constraint",
+    "row_level_security",
+    "policy",
+    "trigger",
+    "grant",
+    "publication",
+    "function",
+)
 
 
 def _kind_of(op: Any) -> str:
@@ -170,7 +179,7 @@ def _kinds(kinds: Counter) -> str:
 def _type(type_: Any) -> str:
     try:
         return type_.compile(dialect=postgresql.dialect()).lower()
-    except Exception:
+    except (CompileError, NotImplementedError, AttributeError):  # a type PostgreSQL cannot render
         return str(type_).lower()
 
 
@@ -190,12 +199,20 @@ def column_or_index_words(op: Any) -> list[str]:
     if isinstance(op, ops.AddColumnOp):
         column = op.column
         default = "" if column.server_default is None else f", {_default(column.server_default)}"
-        return [f"column {column.name} is missing "
-                f"(the code says {_type(column.type)} {_null(column.nullable)}{default})"]
+        return [
+            (
+                f"column {column.name} is missing "
+                f"(the code says {_type(column.type)} {_null(column.nullable)}{default})"
+            )
+        ]
     if isinstance(op, ops.DropColumnOp):
         column = op.to_column()
-        return [f"column {op.column_name} ({_type(column.type)} {_null(column.nullable)}) "
-                "is in the database but not in the code"]
+        return [
+            (
+                f"column {op.column_name} ({_type(column.type)} {_null(column.nullable)}) "
+                "is in the database but not in the code"
+            )
+        ]
     if isinstance(op, ops.AlterColumnOp):
         return _alter_column_words(op)
     if isinstance(op, ops.CreateIndexOp):
@@ -206,8 +223,12 @@ def column_or_index_words(op: Any) -> list[str]:
     if isinstance(op, ops.CreateForeignKeyOp):
         ondelete = op.kw.get("ondelete")
         tail = f" ON DELETE {ondelete}" if ondelete else ""
-        return [f"foreign key {op.constraint_name} ({', '.join(op.local_cols)} -> "
-                f"{op.referent_table}({', '.join(op.remote_cols)}){tail}) is missing"]
+        return [
+            (
+                f"foreign key {op.constraint_name} ({', '.join(op.local_cols)} -> "
+                f"{op.referent_table}({', '.join(op.remote_cols)}){tail}) is missing"
+            )
+        ]
     if isinstance(op, ops.CreateUniqueConstraintOp):
         return [f"unique constraint {op.constraint_name} ({', '.join(op.columns)}) is missing"]
     if isinstance(op, ops.CreatePrimaryKeyOp):
@@ -215,9 +236,12 @@ def column_or_index_words(op: Any) -> list[str]:
     if isinstance(op, ops.CreateCheckConstraintOp):
         return [f"check constraint {op.constraint_name} is missing"]
     if isinstance(op, ops.DropConstraintOp):
-        kind = {"foreignkey": "foreign key", "unique": "unique constraint",
-                "primary": "primary key", "check": "check constraint"}.get(op.constraint_type or "",
-                                                                           "constraint")
+        kind = {
+            "foreignkey": "foreign key",
+            "unique": "unique constraint",
+            "primary": "primary key",
+            "check": "check constraint",
+        }.get(op.constraint_type or "", "constraint")
         return [f"{kind} {op.constraint_name} is in the database but not in the code"]
     return [f"{op.to_diff_tuple()}"]
 
@@ -225,14 +249,19 @@ def column_or_index_words(op: Any) -> list[str]:
 def _alter_column_words(op: ops.AlterColumnOp) -> list[str]:
     column, out = op.column_name, []
     if op.modify_type is not None:
-        out.append(f"column {column} is {_type(op.existing_type)}, "
-                   f"the code says {_type(op.modify_type)}")
+        out.append(
+            f"column {column} is {_type(op.existing_type)}, the code says {_type(op.modify_type)}"
+        )
     if op.modify_nullable is not None:
-        out.append(f"column {column} is {_null(not op.modify_nullable)}, "
-                   f"the code says {_null(op.modify_nullable)}")
+        out.append(
+            f"column {column} is {_null(not op.modify_nullable)}, "
+            f"the code says {_null(op.modify_nullable)}"
+        )
     if op.modify_server_default is not False:
-        out.append(f"column {column} has {_default(op.existing_server_default)}, "
-                   f"the code says {_default(op.modify_server_default)}")
+        out.append(
+            f"column {column} has {_default(op.existing_server_default)}, "
+            f"the code says {_default(op.modify_server_default)}"
+        )
     if op.modify_comment is not False:
         out.append(f"column {column}'s comment differs from the code")
     return out
@@ -241,11 +270,17 @@ def _alter_column_words(op: ops.AlterColumnOp) -> list[str]:
 def report(shown_url: str, groups: dict[str, list[str]]) -> str:
     """The printed report."""
     if not groups:
-        return (f"No drift: {shown_url} matches the models and the declared objects "
-                "(read-only check, nothing was changed).")
+        return (
+            f"No drift: {shown_url} matches the models and the declared objects "
+            "(read-only check, nothing was changed)."
+        )
     count = sum(len(sentences) for sentences in groups.values())
-    lines = [f"Drift: {shown_url} differs from the models and the declared objects "
-             f"in {count} way{'s' if count != 1 else ''}:"]
+    lines = [
+        (
+            f"Drift: {shown_url} differs from the models and the declared objects "
+            f"in {count} way{'s' if count != 1 else ''}:"
+        )
+    ]
     for table, sentences in groups.items():
         lines.append("")
         lines.append(table)

@@ -32,10 +32,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from chatdb import options
-from chatdb.options import Duration
+from chatdb.deploy import options
+from chatdb.deploy.options import Duration
 
-log = logging.getLogger("chatdb.locking")
+log = logging.getLogger("chatdb.deploy.locking")
 
 # One fixed bigint for every deploy of this project ("chatdbmg" read as 8 bytes).
 # Advisory locks are per database, so deploys to other databases never wait on it.

@@ -69,9 +69,7 @@ def read(
         _publication(connection, live, publication)
         return live
     finally:
-        connection.execute(
-            text("SELECT set_config('search_path', :path, false)"), {"path": saved}
-        )
+        connection.execute(text("SELECT set_config('search_path', :path, false)"), {"path": saved})
 
 
 def _tables(connection: Connection, names: list[str], prefix: str) -> dict[str, bool]:
@@ -88,7 +86,7 @@ def _tables(connection: Connection, names: list[str], prefix: str) -> dict[str, 
 
 def read_policies(connection: Connection, tables: list[str]) -> dict[tuple[str, str], Policy]:
     """The policies of ``tables`` in schema public, by (table, name); also read by
-    chatdb.access."""
+    chatdb.inspect.access."""
     rows = connection.execute(
         text(
             "SELECT tablename, policyname, permissive, CAST(roles AS text[]), cmd, qual, "

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from alembic.util import CommandError
 from sqlalchemy.engine import URL
 
-from chatdb.options import flag
+from chatdb.deploy.options import flag
 from chatdb.urls import mask_url
 
 TRANSACTION_POOLER_PORT = 6543

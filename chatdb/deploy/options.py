@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from alembic.util import CommandError
 
-
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|min|h)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _MAX_MS = 2_147_483_647  # PostgreSQL's timeouts are an int of milliseconds

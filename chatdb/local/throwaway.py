@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from chatdb.localpg import Cluster, free_port, give_to_server_user, server_user_can_enter
+from chatdb.local.server import Cluster, free_port, give_to_server_user, server_user_can_enter
 from chatdb.project import state_dir
 
 DBNAME = "chatdb"
@@ -68,7 +68,9 @@ def stop(*, delete: bool = False) -> str:
         return "No local PostgreSQL recorded in .chatdb/: nothing to stop."
     cluster.stop()
     if not delete:
-        return f"Stopped the local PostgreSQL in {cluster.datadir} (data kept; `chatdb up` reuses it)."
+        return (
+            f"Stopped the local PostgreSQL in {cluster.datadir} (data kept; `chatdb up` reuses it)."
+        )
     shutil.rmtree(cluster.datadir, ignore_errors=True)
     link = state_dir() / "pgdata"
     if link.is_symlink():

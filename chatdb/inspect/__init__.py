@@ -1,0 +1,1 @@
+"""Reading a database without changing it: the live catalog, `chatdb access`, `chatdb drift`."""

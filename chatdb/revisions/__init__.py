@@ -1,0 +1,1 @@
+"""Helpers that revision files import: prerequisite checks and lint justifications."""

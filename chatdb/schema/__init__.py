@@ -1,0 +1,1 @@
+"""Changing the schema: what autogenerate compares, and how it writes new revisions."""
