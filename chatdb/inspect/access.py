@@ -159,32 +159,74 @@ class AccessError(CommandError):
     """The database cannot be described: a chat table or an API role is missing."""
 
 
-def matrix(connection: Connection) -> list[Cell]:
-    """Every role x table x command cell, from the live privileges and policies."""
-    tables = _tables(connection)
-    roles = _roles(connection)
-    privileges = _privileges(connection)
-    owners = _owner_members(connection)
+# The pseudo-role of privileges granted to PUBLIC and policies without a TO clause: what
+# any role can do (another login role of the application, say). anon and authenticated
+# inherit it; it is listed on its own by the run's access guard (chatdb.deploy.widening).
+PUBLIC = "PUBLIC"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What decides access, read from the catalog: everything :func:`compute` needs."""
+
+    roles: tuple[str, ...]
+    tables: tuple[str, ...]
+    role_flags: dict[str, tuple[bool, bool]]  # role: (superuser, bypassrls)
+    table_flags: dict[str, tuple[bool, bool]]  # table: (rls enabled, rls forced)
+    privileges: dict[tuple[str, str, str], bool]  # (role, table, privilege)
+    owners: dict[tuple[str, str], bool]  # (role, table): the role is (or inherits) the owner
+    policies: tuple[Policy, ...]
+    membership: dict[tuple[str, str], bool]  # (role, policy role): role is (or inherits) it
+
+
+def matrix(
+    connection: Connection, tables: Sequence[str] = TABLES, roles: Sequence[str] = ROLES
+) -> list[Cell]:
+    """Every role x table x command cell, from the live privileges and policies. A table
+    or role that does not exist is an AccessError naming it."""
+    return compute(read_inputs(connection, tables, roles))
+
+
+def read_inputs(
+    connection: Connection, tables: Sequence[str] = TABLES, roles: Sequence[str] = ROLES
+) -> Inputs:
+    """Read what decides access to ``tables`` for ``roles`` (PUBLIC included, if asked)."""
+    tables, roles = tuple(tables), tuple(roles)
+    real_roles = tuple(r for r in roles if r != PUBLIC)
+    table_flags = _tables(connection, tables)
+    role_flags = _roles(connection, real_roles)
+    privileges = _privileges(connection, tables, real_roles)
+    owners = _owner_members(connection, tables, real_roles)
+    if PUBLIC in roles:
+        role_flags[PUBLIC] = (False, False)
+        privileges.update(_public_privileges(connection, tables))
+        owners.update({(PUBLIC, table): False for table in tables})
     # Imported here, not at the top: chatdb.cli imports this module at start-up, and the
     # models must not be imported before env.py puts the project's folder on sys.path
     # (prepend_sys_path), or `chatdb drift` in a project copy would read the installed ones.
     from chatdb.inspect.live import read_policies
 
-    policies = [p for _, p in sorted(read_policies(connection, list(TABLES)).items())]
-    membership = _policy_role_membership(connection, policies)
+    policies = tuple(p for _, p in sorted(read_policies(connection, list(tables)).items()))
+    membership = _policy_role_membership(connection, policies, real_roles)
+    return Inputs(roles, tables, role_flags, table_flags, privileges, owners, policies, membership)
+
+
+def compute(inputs: Inputs) -> list[Cell]:
+    """Every role x table x command cell of ``inputs``, in role, table, command order."""
     cells = []
-    for role in ROLES:
-        superuser, bypassrls = roles[role]
-        for table in TABLES:
-            rls, forced = tables[table]
+    for role in inputs.roles:
+        superuser, bypassrls = inputs.role_flags[role]
+        for table in inputs.tables:
+            rls, forced = inputs.table_flags[table]
             applying = [
                 p
-                for p in policies
-                if p.table == table and any(r == "public" or membership[(role, r)] for r in p.roles)
+                for p in inputs.policies
+                if p.table == table
+                and any(r == "public" or inputs.membership.get((role, r), False) for r in p.roles)
             ]
             for command in COMMANDS:
                 needed = _needed_privileges(command)
-                missing = [p for p in needed if not privileges[(role, table, p)]]
+                missing = [p for p in needed if not inputs.privileges[(role, table, p)]]
                 if missing:
                     reach = Reach(REFUSED, (f"no {'/'.join(missing)} privilege",))
                 elif superuser:
@@ -193,7 +235,7 @@ def matrix(connection: Connection) -> list[Cell]:
                     reach = Reach(ALL, ("BYPASSRLS",))
                 elif not rls:
                     reach = Reach(ALL, ("RLS disabled",))
-                elif owners[(role, table)] and not forced:
+                elif inputs.owners[(role, table)] and not forced:
                     reach = Reach(ALL, ("table owner",))
                 else:
                     reach = policy_reach(applying, command)
@@ -201,34 +243,49 @@ def matrix(connection: Connection) -> list[Cell]:
     return cells
 
 
-def _roles(connection: Connection) -> dict[str, tuple[bool, bool]]:
+def _roles(connection: Connection, roles: Sequence[str]) -> dict[str, tuple[bool, bool]]:
     rows = connection.execute(
         text("SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ANY(:roles)"),
-        {"roles": list(ROLES)},
+        {"roles": list(roles)},
     ).all()
     return _all_present(
         {name: (bool(su), bool(bypass)) for name, su, bypass in rows},
-        ROLES,
+        roles,
         "role(s) {} do not exist: this database is not set up like a Supabase project "
         "(on plain PostgreSQL, `alembic upgrade head` creates them)",
     )
 
 
-def _tables(connection: Connection) -> dict[str, tuple[bool, bool]]:
+def _tables(connection: Connection, tables: Sequence[str]) -> dict[str, tuple[bool, bool]]:
     rows = connection.execute(
         text(
             "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = :schema AND c.relname = ANY(:tables) AND c.relkind IN ('r', 'p')"
         ),
-        {"schema": SCHEMA, "tables": list(TABLES)},
+        {"schema": SCHEMA, "tables": list(tables)},
     ).all()
     return _all_present(
         {name: (bool(rls), bool(forced)) for name, rls, forced in rows},
-        TABLES,
+        tables,
         f"table(s) {{}} do not exist in schema {SCHEMA}: "
         "migrate the database first (alembic upgrade head)",
     )
+
+
+def existing_tables(connection: Connection, tables: Sequence[str] = TABLES) -> tuple[str, ...]:
+    """Those of ``tables`` that exist in schema public, in the given order."""
+    found = set(
+        connection.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :schema AND c.relname = ANY(:tables) "
+                "AND c.relkind IN ('r', 'p')"
+            ),
+            {"schema": SCHEMA, "tables": list(tables)},
+        ).scalars()
+    )
+    return tuple(t for t in tables if t in found)
 
 
 def _all_present(found: dict, names: Sequence[str], message: str) -> dict:
@@ -239,7 +296,9 @@ def _all_present(found: dict, names: Sequence[str], message: str) -> dict:
     return found
 
 
-def _privileges(connection: Connection) -> dict[tuple[str, str, str], bool]:
+def _privileges(
+    connection: Connection, tables: Sequence[str], roles: Sequence[str]
+) -> dict[tuple[str, str, str], bool]:
     rows = connection.execute(
         text(
             "SELECT r, t, p, has_table_privilege(r, format('%I.%I', :schema, t), p) "
@@ -248,15 +307,38 @@ def _privileges(connection: Connection) -> dict[tuple[str, str, str], bool]:
         ),
         {
             "schema": SCHEMA,
-            "roles": list(ROLES),
-            "tables": list(TABLES),
+            "roles": list(roles),
+            "tables": list(tables),
             "commands": list(COMMANDS),
         },
     ).all()
     return {(r, t, p): bool(has) for r, t, p, has in rows}
 
 
-def _owner_members(connection: Connection) -> dict[tuple[str, str], bool]:
+def _public_privileges(
+    connection: Connection, tables: Sequence[str]
+) -> dict[tuple[str, str, str], bool]:
+    """Table privileges granted to PUBLIC (grantee 0 in the ACL): what any role holds."""
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, a.privilege_type FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a "
+            "WHERE n.nspname = :schema AND c.relname = ANY(:tables) AND a.grantee = 0"
+        ),
+        {"schema": SCHEMA, "tables": list(tables)},
+    ).all()
+    granted = {(table, privilege) for table, privilege in rows}
+    return {
+        (PUBLIC, table, command): (table, command) in granted
+        for table in tables
+        for command in COMMANDS
+    }
+
+
+def _owner_members(
+    connection: Connection, tables: Sequence[str], roles: Sequence[str]
+) -> dict[tuple[str, str], bool]:
     """Whether each role is (or inherits) the owner of each table: owners skip RLS."""
     rows = connection.execute(
         text(
@@ -265,24 +347,24 @@ def _owner_members(connection: Connection) -> dict[tuple[str, str], bool]:
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = :schema AND c.relname = ANY(:tables)"
         ),
-        {"schema": SCHEMA, "roles": list(ROLES), "tables": list(TABLES)},
+        {"schema": SCHEMA, "roles": list(roles), "tables": list(tables)},
     ).all()
     return {(r, t): bool(member) for r, t, member in rows}
 
 
 def _policy_role_membership(
-    connection: Connection, policies: list[Policy]
+    connection: Connection, policies: Sequence[Policy], roles: Sequence[str]
 ) -> dict[tuple[str, str], bool]:
-    """Whether each API role is (or inherits) each role a policy is TO."""
+    """Whether each role is (or inherits) each role a policy is TO."""
     named = sorted({r for p in policies for r in p.roles if r != "public"})
-    if not named:
+    if not named or not roles:
         return {}
     rows = connection.execute(
         text(
             "SELECT r, p, pg_has_role(r, p, 'USAGE') "
             "FROM unnest(CAST(:roles AS text[])) r, unnest(CAST(:named AS text[])) p"
         ),
-        {"roles": list(ROLES), "named": named},
+        {"roles": list(roles), "named": named},
     ).all()
     return {(r, p): bool(member) for r, p, member in rows}
 
