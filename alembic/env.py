@@ -2,8 +2,10 @@
 
 Behaviour lives in named modules: the connection, the migration lock, the run's
 timeouts and lock retries, and failures in ``chatdb.deploy.runtime`` (see
-README.md, "Deploying"), the PostgREST reload in ``chatdb.deploy.reload``, what autogenerate
-compares in ``chatdb.schema.autogen``. Options come from ``-x key=value`` and the
+README.md, "Deploying"); the online path for large tables, the data-loss and access
+guards in ``chatdb.deploy.run``; the PostgREST reload in ``chatdb.deploy.reload``; what
+autogenerate compares in ``chatdb.schema.autogen``. Options come from ``-x key=value``
+(checked by ``chatdb.deploy.options``: a mistyped name stops the run) and the
 environment (DATABASE_URL, PGRST_DB_CHANNEL).
 """
 
@@ -11,7 +13,9 @@ import io
 from logging.config import fileConfig
 
 from alembic import context
-from chatdb.deploy import locking, runtime
+
+from chatdb.deploy import locking, online, options, runtime  # noqa: F401 - online: operations
+from chatdb.deploy.online.settings import OnlineOptions
 from chatdb.deploy.reload import ReloadHook
 from chatdb.schema import autogen
 from models import Base
@@ -20,7 +24,7 @@ config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-x_args = context.get_x_argument(as_dictionary=True)
+x_args = options.canonical(context.get_x_argument(as_dictionary=True))
 reload_hook = ReloadHook.from_options(x_args)
 config.attributes["reload_hook"] = reload_hook
 
@@ -34,6 +38,7 @@ common_options = dict(
 def run_migrations_offline() -> None:
     """``--sql``: write the script. It starts with the run's timeouts and ends with the
     reload NOTIFY when it applies anything."""
+    OnlineOptions.from_x(x_args).refuse_offline()
     context.configure(
         url=runtime.offline_url(),
         literal_binds=True,
@@ -57,17 +62,22 @@ def run_without_database() -> None:
 
 
 def run_migrations_online() -> None:
-    """Under the migration lock, one transaction for the whole run, retried whole after a
-    lock timeout (chatdb.deploy.runtime). Each attempt counts its own revisions; the NOTIFY is
-    the last statement of the attempt that commits, and chatdb up reads that attempt's hook."""
+    """Under the migration lock: the online steps of large tables first, then one
+    transaction for the whole run, retried whole after a lock timeout
+    (chatdb.deploy.runtime). Each attempt counts its own revisions; the NOTIFY is the
+    last statement of the attempt that commits, and chatdb up reads that attempt's hook."""
 
-    def attempt(connection) -> None:
+    def attempt(connection, run) -> None:
         hook = config.attributes["reload_hook"] = ReloadHook.from_options(x_args)
+        run.prepare(context)
         context.configure(
-            connection=connection, **{**common_options, "on_version_apply": hook.on_version_apply}
+            connection=connection,
+            **{**common_options, "on_version_apply": hook.on_version_apply},
+            **run.context_options(),
         )
         with context.begin_transaction():
             context.run_migrations()
+            run.before_commit()
             hook.send_if_applied(context)
 
     runtime.run_online(config.attributes, x_args, attempt)

@@ -14,9 +14,9 @@ import logging
 import os
 import sys
 
+from alembic import command
 from alembic.util import CommandError
 
-from alembic import command
 from chatdb.inspect import access, drift
 from chatdb.local import throwaway as local
 from chatdb.local.server import LocalPgError

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-
 from alembic import command
+
 from chatdb.project import alembic_config
 
 ROOT = Path(__file__).resolve().parents[1]

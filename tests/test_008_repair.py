@@ -104,7 +104,9 @@ def test_older_script_table_is_adopted_and_repaired_in_one_run(empty_db):
         "INSERT INTO chat_conversations (id, website_id, customer_phone) VALUES (%s, %s, '77')",
         (PHONE_ROW, NO_PHONE_ROW),
     )
-    migrate(empty_db.url, "head")
+    # The old table was made before revision 000's default privileges: the API roles
+    # hold nothing on it, and 004's GRANTs widen that, which the operator must accept.
+    migrate(empty_db.url, "head", x=["allow_wider_access=true"])
     assert customer_ids(empty_db) == {PHONE_ROW: "customer_77"}
     assert_repaired(empty_db)
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import io
 
 import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
 
-from alembic import command
 from chatdb.project import alembic_config
 from tests import catalog
 from tests.pg import database_url, migrate

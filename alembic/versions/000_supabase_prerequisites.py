@@ -26,7 +26,8 @@ Behaviour:
 from collections.abc import Sequence
 
 from alembic import context, op
-from chatdb.deploy import data_loss as guards
+
+from chatdb.deploy import data_loss
 from chatdb.revisions import prerequisites
 
 revision: str = "000"
@@ -131,7 +132,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    guards.refuse_data_loss("downgrade 000 -> base", ("websites", "delivery_orders"), marker=MARKER)
+    data_loss.before_dropping_tables(
+        op.get_context(), ("websites", "delivery_orders"), marker=MARKER
+    )
     for table in ("delivery_orders", "websites"):
         op.execute(f"""
             DO $$

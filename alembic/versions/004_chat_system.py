@@ -18,17 +18,23 @@ customer_id index waits for 008, which adds the column and then the index.
 Before changing anything it checks every prerequisite (see revision 000) and refuses
 with one message listing all that is missing.
 
+On a large existing chat table (the adoption of a table an older script made) its
+indexes are built CONCURRENTLY before the run's transaction, like every index of
+every revision (op.create_index, chatdb.deploy.online).
+
 Downgrade removes what 004 created: the three tables (their indexes, policies,
 triggers, grants and publication membership go with them) and the function
 update_conversation_on_message(). It leaves the prerequisites, which belong to
-others, alone. It refuses, with the row counts, when the tables hold rows, unless
-``-x allow_data_loss=true`` (chatdb.deploy.data_loss).
+others, alone. A run that would drop rows with them is refused, with the row counts,
+unless ``-x allow_data_loss=true`` (chatdb.deploy.data_loss).
 """
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import context, op
-from chatdb.deploy import data_loss as guards
+
+from chatdb.deploy import data_loss
 from chatdb.revisions import prerequisites
 
 revision: str = "004"
@@ -56,20 +62,20 @@ POLICIES = (
 )
 
 INDEXES = (
-    ("idx_chat_conversations_order", "chat_conversations", "order_id"),
-    ("idx_chat_conversations_website", "chat_conversations", "website_id"),
-    ("idx_chat_conversations_status", "chat_conversations", "status"),
-    ("idx_chat_conversations_updated", "chat_conversations", "updated_at DESC"),
-    ("idx_chat_messages_conversation", "chat_messages", "conversation_id"),
-    ("idx_chat_messages_created", "chat_messages", "created_at DESC"),
-    ("idx_chat_messages_sender", "chat_messages", "sender_type, sender_id"),
-    ("idx_chat_participants_conversation", "chat_participants", "conversation_id"),
-    ("idx_chat_participants_user", "chat_participants", "user_type, user_id"),
+    ("idx_chat_conversations_order", "chat_conversations", ["order_id"]),
+    ("idx_chat_conversations_website", "chat_conversations", ["website_id"]),
+    ("idx_chat_conversations_status", "chat_conversations", ["status"]),
+    ("idx_chat_conversations_updated", "chat_conversations", [sa.text("updated_at DESC")]),
+    ("idx_chat_messages_conversation", "chat_messages", ["conversation_id"]),
+    ("idx_chat_messages_created", "chat_messages", [sa.text("created_at DESC")]),
+    ("idx_chat_messages_sender", "chat_messages", ["sender_type", "sender_id"]),
+    ("idx_chat_participants_conversation", "chat_participants", ["conversation_id"]),
+    ("idx_chat_participants_user", "chat_participants", ["user_type", "user_id"]),
 )
 
 
 def upgrade() -> None:
-    if not context.is_offline_mode():
+    if not context.is_offline_mode() and not prerequisites.collecting():
         prerequisites.require(prerequisites.missing(op.get_bind()))
     create_tables()
     create_indexes()
@@ -93,7 +99,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    guards.refuse_data_loss("downgrade 004 -> 000", TABLES)
+    data_loss.before_dropping_tables(op.get_context(), TABLES)
     op.execute("DROP TABLE IF EXISTS public.chat_participants")
     op.execute("DROP TABLE IF EXISTS public.chat_messages")
     op.execute("DROP TABLE IF EXISTS public.chat_conversations")
@@ -156,8 +162,18 @@ def create_tables() -> None:
 
 def create_indexes() -> None:
     for name, table, columns in INDEXES:
-        op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON public.{table} ({columns})")
+        op.create_index(name, table, columns, schema="public", if_not_exists=True)
     # A drifted table without customer_id gets this index from 008.
+    if not context.is_offline_mode():
+        if prerequisites.has_column(op.get_bind(), "chat_conversations", "customer_id"):
+            op.create_index(
+                "idx_chat_conversations_customer",
+                "chat_conversations",
+                ["customer_id"],
+                schema="public",
+                if_not_exists=True,
+            )
+        return
     op.execute("""
         DO $$
         BEGIN

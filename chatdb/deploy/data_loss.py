@@ -1,99 +1,191 @@
-"""The downgrade data-loss guard: refuse to drop chat tables that hold rows.
+"""No run loses a row or a value unless the operator says so.
 
-A downgrade that drops conversations and messages is a one-way door for the data in
-them. Called first in a revision's downgrade(), :func:`refuse_data_loss` counts the
-rows of the tables it is about to drop and, if any holds rows, stops the run (which
-is rolled back whole) with the counts, unless ``-x allow_data_loss=true``.
+Every drop of a table or a column (``op.drop_table``, ``op.drop_column``, and the
+drops revisions write by hand, through :func:`before_dropping_tables`) first counts
+what it would take with it: the rows of a table, the values (non-NULL) of a column.
+The run goes on inside its transaction and, before it commits, :meth:`Recorder.check`
+looks at everything it recorded: if anything held values, the run is refused with
+the complete list (each table and column, how much, in which step), and rolled back
+whole; ``-x allow_data_loss=true`` lets it commit, after a warning that lists the
+same.
 
-With ``--sql`` nothing can be counted when the script is written, so the guard is
-written into the script instead: a DO block that raises when it is run against
-tables holding rows.
+With ``--sql`` nothing can be counted when the script is written, so each drop is
+preceded in the script by a DO block that raises when run against values.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 
-from alembic import context, op
-from chatdb.deploy.options import flag
+from chatdb.deploy import options
 
 log = logging.getLogger("chatdb.deploy.data_loss")
 
 OVERRIDE = "allow_data_loss"
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """A table or a column a step drops, and how many rows or values it held."""
+
+    step: str | None
+    table: str
+    column: str | None
+    held: int
+
+    def __str__(self) -> str:
+        where = f" ({self.step})" if self.step else ""
+        if self.column is None:
+            return f"table {self.table}, {self.held} row{'s' if self.held != 1 else ''}{where}"
+        plural = "s" if self.held != 1 else ""
+        return f"column {self.table}.{self.column}, {self.held} value{plural}{where}"
+
+
+@dataclass
+class Recorder:
+    """The drops of one run (one attempt), checked before it commits."""
+
+    allowed: bool = False
+    current_step: Callable[[], str | None] = lambda: None
+    dropped: list[Dropped] = field(default_factory=list)
+
+    def record(self, table: str, column: str | None, held: int) -> None:
+        self.dropped.append(Dropped(self.current_step(), table, column, held))
+
+    @property
+    def losses(self) -> list[Dropped]:
+        return [d for d in self.dropped if d.held]
+
+    def check(self) -> None:
+        """Refuse (a CommandError: the transaction rolls back) if a drop held values,
+        unless allowed; then warn, listing them, before the run commits."""
+        if not self.losses:
+            return
+        listed = "; ".join(map(str, self.losses))
+        if self.allowed:
+            log.warning(
+                "-x %s=true: this run drops what nothing else keeps: %s; committing",
+                OVERRIDE,
+                listed,
+            )
+            return
+        raise CommandError(refusal(self.losses))
+
+
+def refusal(losses: Sequence[Dropped]) -> str:
+    what = "table" if all(d.column is None for d in losses) else "table or column"
+    return (
+        f"The run would drop {len(losses)} {what}(s) holding values: "
+        + "; ".join(map(str, losses))
+        + f"; nothing was changed: back the data up, then re-run with -x {OVERRIDE}=true to "
+        "drop them."
+    )
+
+
+# --------------------------------------------------------------------------- counting
+
+
 def will_drop(table: str, marker: str | None) -> str:
-    """SQL: true when the downgrade will drop ``table``: it exists and, when the step only
-    drops tables it created, carries that step's ``marker`` comment."""
+    """SQL: true when the step will drop ``table``: it exists and, when the step drops
+    only tables it created, carries that step's ``marker`` comment."""
     exists = f"to_regclass('public.{table}') IS NOT NULL"
     if marker is None:
         return exists
     return f"{exists} AND obj_description(to_regclass('public.{table}'), 'pg_class') = '{marker}'"
 
 
-def row_counts(
-    connection: Connection, tables: Sequence[str], marker: str | None = None
-) -> dict[str, int]:
-    """Rows of each table the downgrade will drop, in the given order."""
-    counts = {}
+def _recorder(migration_context: Any) -> Recorder | None:
+    return migration_context.opts.get("chatdb_data_loss")
+
+
+def _allowed() -> bool:
+    return options.flag(options.canonical(context.get_x_argument(as_dictionary=True)), OVERRIDE)
+
+
+def before_dropping_tables(
+    migration_context: Any, tables: Sequence[str], *, marker: str | None = None
+) -> None:
+    """Count the rows of each of ``tables`` that the step will drop (``marker``: only
+    those whose comment it is) and record them; with ``--sql``, write the guard.
+    ``migration_context``: ``op.get_context()`` in a revision."""
+    if migration_context.as_sql:
+        if not _allowed():
+            migration_context.impl.execute(guard_sql([(t, None) for t in tables], marker))
+        return
+    connection = migration_context.bind
+    found = []
     for table in tables:
         if connection.execute(text(f"SELECT {will_drop(table, marker)}")).scalar():
-            counts[table] = connection.execute(
-                text(f"SELECT count(*) FROM public.{table}")
-            ).scalar()
-    return counts
+            rows = connection.execute(text(f"SELECT count(*) FROM public.{table}")).scalar()
+            found.append((table, None, int(rows)))
+    _record(migration_context, found)
 
 
-def describe(counts: dict[str, int]) -> str:
-    return ", ".join(f"{table} {n} row{'s' if n != 1 else ''}" for table, n in counts.items())
-
-
-def refuse_data_loss(step: str, tables: Sequence[str], *, marker: str | None = None) -> None:
-    """Stop ``step`` (e.g. "downgrade 004 -> 000") if any of ``tables`` holds rows.
-
-    ``marker``: the step drops only the tables whose comment is ``marker`` (revision 000
-    drops websites and delivery_orders only where it created them).
-    """
-    if flag(context.get_x_argument(as_dictionary=True), OVERRIDE):
-        log.warning("-x %s=true: %s drops %s whatever they hold", OVERRIDE, step, ", ".join(tables))
+def before_dropping_column(migration_context: Any, table: str, column: str) -> None:
+    """Count the values (non-NULL) of ``table.column`` and record them."""
+    if migration_context.as_sql:
+        if not _allowed():
+            migration_context.impl.execute(guard_sql([(table, column)], None))
         return
-    if context.is_offline_mode():
-        op.execute(guard_sql(step, tables, marker))
+    connection = migration_context.bind
+    exists = connection.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+            "AND attname = :c AND attnum > 0 AND NOT attisdropped)"
+        ),
+        {"t": f"public.{table}", "c": column},
+    ).scalar()
+    if exists:
+        held = connection.execute(text(f'SELECT count("{column}") FROM public.{table}')).scalar()
+        _record(migration_context, [(table, column, int(held))])
+
+
+def _record(migration_context: Any, found: list[tuple[str, str | None, int]]) -> None:
+    recorder = _recorder(migration_context)
+    if recorder is None:  # outside a run of this project's env.py: refuse at once
+        recorder = Recorder(allowed=_allowed())
+        for table, column, held in found:
+            recorder.record(table, column, held)
+        recorder.check()
         return
-    counts = row_counts(op.get_bind(), tables, marker)
-    if any(counts.values()):
-        raise CommandError(
-            f"The {step} would drop tables holding rows ({describe(counts)}); nothing was "
-            f"changed: back the data up, then re-run with -x {OVERRIDE}=true to drop it."
-        )
+    for table, column, held in found:
+        recorder.record(table, column, held)
 
 
-def guard_sql(step: str, tables: Sequence[str], marker: str | None = None) -> str:
-    """The guard as SQL, for --sql scripts: raises if a table it will drop holds a row."""
-    counts = "\n".join(
-        f"""          IF {will_drop(table, marker)} THEN
+def guard_sql(drops: Sequence[tuple[str, str | None]], marker: str | None) -> str:
+    """The guard as SQL, for --sql scripts: raises if a table or column it will drop
+    holds a row or a value."""
+    counts = []
+    for table, column in drops:
+        if column is None:
+            counts.append(f"""          IF {will_drop(table, marker)} THEN
             EXECUTE 'SELECT count(*) FROM public.{table}' INTO n;
-            IF n > 0 THEN
-              held := held || format('{table} %s row%s, ', n, CASE WHEN n = 1 THEN '' ELSE 's' END);
+            IF n > 0 THEN held := held || format('table {table}, %s row(s); ', n); END IF;
+          END IF;""")
+        else:
+            counts.append(f"""          IF to_regclass('public.{table}') IS NOT NULL THEN
+            EXECUTE 'SELECT count("{column}") FROM public.{table}' INTO n;
+            IF n > 0 THEN held := held || format('column {table}.{column}, %s value(s); ', n);
             END IF;
-          END IF;"""
-        for table in tables
-    )
+          END IF;""")
+    body = "\n".join(counts)
     return f"""
         DO $$
         DECLARE
           n bigint;
           held text := '';
         BEGIN
-{counts}
+{body}
           IF held <> '' THEN
-            RAISE EXCEPTION 'The {step} would drop tables holding rows (%); nothing was changed: '
+            RAISE EXCEPTION 'The script would drop what holds values: %nothing was changed: '
               'back the data up, then write the script with -x {OVERRIDE}=true to drop it',
-              rtrim(held, ', ');
+              held;
           END IF;
         END $$"""

@@ -1,12 +1,13 @@
 """Keep a deploy from colliding with another deploy or stalling live traffic.
 
-- The migration lock: a session-level ``pg_advisory_lock`` on :data:`LOCK_KEY`, taken
-  right after connecting and before Alembic reads the version table. Concurrent
-  deploys (several replicas running ``alembic upgrade head``) queue on it, so each
-  revision is applied once. A waiting run logs one line naming the holder, and waits
-  at most ``-x migration_lock_wait`` (lock_timeout does not cut that wait: the run's
-  timeouts are set once the lock is held). The lock goes with the session: it is
-  released when the run closes its connection, or when the process dies.
+- The migration lock: a session-level advisory lock on :data:`LOCK_KEY`, taken right
+  after connecting and before Alembic reads the version table. Concurrent deploys
+  (several replicas running ``alembic upgrade head``) queue on it, so each revision is
+  applied once. A waiting run polls ``pg_try_advisory_lock`` in autocommit, holding
+  no transaction and no snapshot (it must never hold up the deploy that works, whose
+  concurrent index builds wait for old snapshots); it logs the holder, and waits at
+  most ``-x migration_lock_wait``. The lock goes with the session: it is released
+  when the run closes its connection, or when the process dies.
 - The run's timeouts, set at session level once the lock is held: ``lock_timeout``
   (a DDL statement that queues behind a long transaction makes every live query on
   that table queue behind it, so it gives up quickly) and ``statement_timeout``.
@@ -20,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from collections.abc import Callable
@@ -32,7 +34,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from chatdb.deploy import options
+from chatdb.deploy import options, session
 from chatdb.deploy.options import Duration
 
 log = logging.getLogger("chatdb.deploy.locking")
@@ -42,6 +44,9 @@ log = logging.getLogger("chatdb.deploy.locking")
 LOCK_KEY = int.from_bytes(b"chatdbmg", "big")
 LOCK_NOT_AVAILABLE = "55P03"
 CLIENT_CHECK_INTERVAL = "2s"
+# A waiting deploy polls the lock every 0.2-0.4 s and says it still waits every 30 s.
+POLL_S = 0.2
+REPORT_EVERY_S = 30.0
 MAX_BACKOFF_S = 30.0
 
 DEFAULTS = {
@@ -169,11 +174,6 @@ def conflict_of(connection: Connection, exc: DBAPIError) -> LockConflict:
     return LockConflict(tables[0] if tables else None, [])
 
 
-def _set(connection: Connection, name: str, value: Duration | str) -> None:
-    literal = value.sql if isinstance(value, Duration) else f"'{value}'"
-    connection.execute(text(f"SET {name} = {literal}"))
-
-
 def _set_client_check(connection: Connection) -> None:
     """Best effort: PostgreSQL 14+ on Linux/macOS; some hosts make it read-only."""
     connection.execute(
@@ -196,32 +196,65 @@ def timeout_statements(opts: DeployOptions) -> list[str]:
     ]
 
 
-def acquire(connection: Connection, opts: DeployOptions) -> None:
-    """Take the migration lock (waiting for another deploy if need be), then set the
-    run's timeouts, and commit so that Alembic starts the run's transaction itself."""
+def acquire(
+    connection: Connection,
+    opts: DeployOptions,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Take the migration lock, waiting for another deploy if need be, then set the run's
+    timeouts.
+
+    The wait polls ``pg_try_advisory_lock`` in autocommit: between polls the session
+    holds no transaction and no snapshot, so nothing a waiting deploy does can hold up
+    the deploy that has the lock (CREATE INDEX CONCURRENTLY waits for every transaction
+    older than its snapshot; a waiter blocked in ``pg_advisory_lock`` inside a
+    transaction is one, and the two would wait for each other for ever)."""
     key = {"key": LOCK_KEY}
-    if not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar():
-        holders = lock_holders(connection)
-        log.info(
-            "Another deploy holds the migration lock%s; waiting for it, at most %s "
-            "(-x migration_lock_wait)",
-            held_by(holders),
-            opts.migration_lock_wait,
-        )
-        _set(connection, "statement_timeout", "0")
-        _set(connection, "lock_timeout", opts.migration_lock_wait)
-        try:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
-        except DBAPIError as exc:
-            if not is_lock_timeout(exc):
-                raise
+
+    def try_lock() -> bool:
+        return bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar())
+
+    with session.autocommit(connection):
+        if not try_lock():
+            holders = lock_holders(connection)
+            log.info(
+                "Another deploy holds the migration lock%s; waiting for it, at most %s "
+                "(-x migration_lock_wait)",
+                held_by(holders),
+                opts.migration_lock_wait,
+            )
+            started = last_report = clock()
+            while not try_lock():
+                now = clock()
+                if opts.migration_lock_wait.ms and now - started > opts.migration_lock_wait.seconds:
+                    raise CommandError(lock_wait_failure(opts, lock_holders(connection)))
+                if now - last_report >= REPORT_EVERY_S:
+                    last_report = now
+                    log.info(
+                        "Still waiting for the migration lock after %.0f s%s",
+                        now - started,
+                        held_by(lock_holders(connection)),
+                    )
+                sleep(POLL_S + random.uniform(0, POLL_S))
+            log.info("Migration lock acquired: the other deploy finished")
+        for statement in timeout_statements(opts):
+            connection.execute(text(statement))
+        _set_client_check(connection)
+
+
+def release(connection: Connection) -> None:
+    """Let the next deploy in at once: the lock would also go with the session, but a
+    session ends a moment after its client closes it. Quiet on a dead connection."""
+
+    def unlock() -> None:
+        if connection.in_transaction():
             connection.rollback()
-            raise CommandError(lock_wait_failure(opts, lock_holders(connection))) from None
-        log.info("Migration lock acquired: the other deploy finished")
-    for statement in timeout_statements(opts):
-        connection.execute(text(statement))
-    _set_client_check(connection)
-    connection.commit()
+        with session.autocommit(connection):
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+
+    session.quietly(unlock, "migration lock")
 
 
 def with_lock_retries(

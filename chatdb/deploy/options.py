@@ -1,17 +1,74 @@
-"""The ``-x key=value`` options of a deploy run, read strictly.
+"""The ``-x key=value`` options of a run, read strictly.
 
-A mistyped value must stop the run before it connects, with one sentence naming
-the option; a silently ignored ``-x lock_timeout=5`` (5 what?) is how a deploy ends
-up queueing behind live traffic. Durations therefore need a unit.
+A mistyped option must stop the run before it connects, with one sentence naming
+it: a silently ignored ``-x lock_timout=5s`` (or ``-x lock_timeout=5``: 5 what?) is
+how a deploy ends up queueing behind live traffic with the defaults. So every name a
+run accepts is listed in :data:`KNOWN`, an unknown one is refused naming the closest
+valid one, and durations need a unit.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from alembic.util import CommandError
+
+# Every -x name a run accepts, with what it sets (README.md, "Options", says more).
+KNOWN: dict[str, str] = {
+    "lock_timeout": "how long one statement waits for a lock (5s)",
+    "statement_timeout": "how long one statement may run (1min)",
+    "lock_retries": "how many times a run that hit lock_timeout is run again (3)",
+    "lock_retry_delay": "the pause before the first retry, doubling (1s)",
+    "migration_lock_wait": "how long a run waits for another deploy's migration lock (10min)",
+    "allow_transaction_pooler": "run on port 6543 anyway (false)",
+    "allow_data_loss": "let a run drop tables or columns that hold values (false)",
+    "allow_wider_access": "let a run widen what anon or authenticated can do (false)",
+    "pgrst_channel": "the channel of the PostgREST reload NOTIFY (pgrst)",
+    "pgrst_reload": "send the PostgREST reload NOTIFY (true)",
+    "online": "online path for large tables: auto, always or never (auto)",
+    "online_threshold": "estimated rows from which a table takes the online path (5000)",
+    "online_batch_ms": "target duration of one backfill batch (25ms)",
+    "online_batch_size": "rows of the first backfill batch (1000)",
+    "online_batch_pause_ms": "pause between backfill batches, in milliseconds (0)",
+}
+# Names of earlier releases, still accepted: the online path used to be 008's alone.
+ALIASES: dict[str, str] = {
+    "online_008": "online",
+    "online_008_threshold": "online_threshold",
+    "online_008_batch_size": "online_batch_size",
+    "online_008_batch_pause_ms": "online_batch_pause_ms",
+}
+
+
+def canonical(x_args: Mapping[str, str]) -> dict[str, str]:
+    """``x_args`` with every name checked and aliases replaced by their current name.
+
+    An unknown name is a CommandError naming the closest valid one."""
+    out: dict[str, str] = {}
+    for name, value in x_args.items():
+        current = ALIASES.get(name, name)
+        if current not in KNOWN:
+            raise CommandError(unknown_option(name))
+        if current in out and out[current] != value:
+            raise CommandError(
+                f"-x {name}={value!r} contradicts -x {current}={out[current]!r}: give it once."
+            )
+        out[current] = value
+    return out
+
+
+def unknown_option(name: str) -> str:
+    names = [*KNOWN, *ALIASES]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"did you mean -x {close[0]}?" if close else "the valid ones are " + ", ".join(KNOWN)
+    return (
+        f"-x {name} is not an option of this project: {hint} Nothing was attempted "
+        "(README.md, section Options, lists them)."
+    )
+
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|min|h)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
@@ -77,3 +134,11 @@ def flag(x_args: Mapping[str, str], name: str, *, default: bool = False) -> bool
     if word in TRUE_WORDS or word in FALSE_WORDS:
         return word in TRUE_WORDS
     raise CommandError(f"-x {name}={raw!r} is not a boolean: use true or false.")
+
+
+def choice(x_args: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    """``-x name=word``: one of ``choices``."""
+    raw = x_args.get(name, default).strip().lower()
+    if raw not in choices:
+        raise CommandError(f"-x {name}={raw!r} is not one of {', '.join(choices)}.")
+    return raw

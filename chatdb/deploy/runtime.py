@@ -18,15 +18,16 @@ from typing import Any, TypeVar
 from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from chatdb.deploy import locking
+from chatdb.database import APPLICATION_NAME, connect_args, connected
+from chatdb.deploy import locking, session
 from chatdb.deploy.pooler import refuse_transaction_pooler
-from chatdb.failures import connection_failure, statement_failure
-from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env, mask_url
+from chatdb.deploy.run import Run
+from chatdb.failures import first_line, statement_failure
+from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env
 
 OFFLINE_PLACEHOLDER_URL = "postgresql+psycopg2://offline/placeholder"
-APPLICATION_NAME = "chatdb migrate"
 T = TypeVar("T")
 
 
@@ -79,56 +80,20 @@ class RunningStep(logging.Handler):
             logger.setLevel(previous_level)
 
 
-def connect_args(url: URL, application_name: str = APPLICATION_NAME) -> dict[str, Any]:
-    """psycopg2 options unless DATABASE_URL sets them: a command that cannot reach the
-    server fails after 10 s instead of hanging, and names itself in pg_stat_activity."""
-    defaults = {"connect_timeout": 10, "application_name": application_name}
-    return {key: value for key, value in defaults.items() if key not in url.query}
-
-
-@contextmanager
-def connected(url: URL, application_name: str = APPLICATION_NAME) -> Iterator[Connection]:
-    """A connection to ``url``; a failure to connect is a CommandError of one sentence."""
-    engine = create_engine(
-        url, poolclass=pool.NullPool, connect_args=connect_args(url, application_name)
-    )
-    try:
-        try:
-            connection = engine.connect()
-        except OperationalError as exc:
-            raise CommandError(connection_failure(url, exc)) from None
-        with connection:
-            yield connection
-    finally:
-        engine.dispose()
-
-
-@contextmanager
-def read_only(application_name: str) -> Iterator[tuple[Connection, str]]:
-    """DATABASE_URL for the commands that only look (chatdb access, chatdb drift): a
-    connection whose every transaction is READ ONLY, so PostgreSQL itself refuses any
-    write, rolled back at the end; with the URL as printable (password masked)."""
-    url = database_url_from_env()
-    with connected(url, application_name) as connection:
-        readonly = connection.execution_options(postgresql_readonly=True)
-        try:
-            yield readonly, mask_url(url.set(drivername="postgresql"))
-        finally:
-            readonly.rollback()
-
-
 def run_online(
-    attributes: dict[str, Any], x_args: dict[str, str], attempt: Callable[[Connection], T]
+    attributes: dict[str, Any],
+    x_args: dict[str, str],
+    attempt: Callable[[Connection, Run], T],
 ) -> T:
-    """Run ``attempt`` (configure + one transaction + run_migrations) safely; see the
-    module docstring. Failures become a CommandError of one sentence.
+    """Run ``attempt`` (prepare, configure, one transaction, run_migrations) safely; see
+    the module docstring. Failures become a CommandError of one sentence.
 
     A connection passed in ``config.attributes["connection"]`` (tests, embedding
     tools) is used as it is, once: its owner manages locks and transactions.
     """
     given = attributes.get("connection")
     if given is not None:
-        return attempt(given)
+        return attempt(given, Run(given, x_args))
     opts = locking.DeployOptions.from_x(x_args)
     try:
         url = database_url_from_env()
@@ -136,14 +101,69 @@ def run_online(
         raise CommandError(str(exc)) from None
     refuse_transaction_pooler(url, x_args)
     running = RunningStep()
+    runs: list[Run] = []
 
     def fresh_attempt(connection: Connection) -> T:
         running.step = None
-        return attempt(connection)
+        run = Run(
+            connection,
+            x_args,
+            plan=attributes.get("plan"),
+            current_step=lambda: running.step,
+            open_watcher=lambda: _watcher(url),
+        )
+        runs.append(run)
+        return attempt(connection, run)
 
     with connected(url) as connection, running.watching():
         try:
             locking.acquire(connection, opts)
-            return locking.with_lock_retries(connection, opts, fresh_attempt, lambda: running.step)
+            try:
+                return locking.with_lock_retries(
+                    connection, opts, fresh_attempt, lambda: running.step
+                )
+            finally:
+                locking.release(connection)
         except DBAPIError as exc:
+            if session.is_disconnect(exc):
+                raise CommandError(lost_server(exc, runs[-1] if runs else None, running.step))
             raise CommandError(statement_failure(exc, running.step)) from None
+
+
+def _watcher(url: URL) -> Connection:
+    """A connection of its own for the online path's watcher (autocommit, read only)."""
+    engine = create_engine(
+        url,
+        poolclass=pool.NullPool,
+        connect_args=connect_args(url, f"{APPLICATION_NAME} (watch)"),
+        isolation_level="AUTOCOMMIT",
+    )
+    return engine.connect()
+
+
+def lost_server(exc: DBAPIError, run: Run | None, step: str | None) -> str:
+    """One sentence for a run whose server went away (a crash, a failover, a cut
+    connection): where, what was kept, and that a re-run finishes the job."""
+    reason = first_line(exc)
+    if run is None:
+        where, kept = "while it waited for the migration lock", "nothing was changed"
+    elif run.stage == "online":
+        done = [key for key in run.online.executed] if run.online else []
+        where = f"during the online step {run.executor.step}"
+        kept = (
+            f"the {len(done)} online step(s) committed before it are kept"
+            if done
+            else "nothing was changed"
+        )
+    elif run.stage == "commit":
+        where = "while the run's transaction committed"
+        kept = "whether that commit happened is unknown (both are safe)"
+    else:
+        where = f"in the run's transaction ({step or 'before the first revision'})"
+        kept = "the transaction was rolled back, so nothing of it was kept"
+        if run.online and run.online.executed:
+            kept += f"; the {len(run.online.executed)} online step(s) it committed before are kept"
+    return (
+        f"The server went away {where} ({reason}); {kept}: re-run `alembic upgrade head` "
+        "once the server is back; it finishes the job (or finds nothing to do)."
+    )

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from alembic.util import CommandError
@@ -38,7 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from chatdb.deploy.runtime import read_only
+from chatdb.database import read_only
 from chatdb.failures import first_line
 
 if TYPE_CHECKING:
@@ -75,6 +75,10 @@ class Cell:
     command: str
     rows: str
     through: tuple[str, ...]
+    # For "filtered": the conditions that let rows through, as the catalog prints them
+    # (permissive ones bare, restrictive ones prefixed "AND "): a cell that stays
+    # "filtered" widens when a permissive condition appears or a restrictive one goes.
+    conditions: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def flagged(self) -> bool:
@@ -92,6 +96,7 @@ class Reach:
 
     rows: str
     through: tuple[str, ...]
+    conditions: frozenset[str] = frozenset()
 
 
 def _unconditional(expression: str | None) -> bool:
@@ -111,17 +116,23 @@ def _reach(permissive: Named, restrictive: Named) -> Reach:
     limiting = [name for name, expr in restrictive if not _unconditional(expr)]
     if open_ and not limiting:
         return Reach(ALL, tuple(open_))
-    return Reach(FILTERED, tuple(name for name, _ in granting) + tuple(limiting))
+    conditions = {" ".join(expr.split()) for _, expr in granting}
+    conditions |= {"AND " + " ".join(expr.split()) for _, expr in restrictive if expr}
+    return Reach(
+        FILTERED, tuple(name for name, _ in granting) + tuple(limiting), frozenset(conditions)
+    )
 
 
 def _worst(*reaches: Reach) -> Reach:
     """The outcome of a statement that needs all of ``reaches``; names of the deciding ones."""
     rows = max((r.rows for r in reaches), key=_RANK.__getitem__)
     names: list[str] = []
+    conditions: set[str] = set()
     for reach in reaches:
         if reach.rows == rows:
             names.extend(n for n in reach.through if n not in names)
-    return Reach(rows, tuple(names))
+            conditions |= reach.conditions
+    return Reach(rows, tuple(names), frozenset(conditions))
 
 
 def _expressions(policies: Iterable[Policy], command: str, part: str) -> tuple[list, list]:
@@ -239,7 +250,9 @@ def compute(inputs: Inputs) -> list[Cell]:
                     reach = Reach(ALL, ("table owner",))
                 else:
                     reach = policy_reach(applying, command)
-                cells.append(Cell(role, table, command, reach.rows, reach.through))
+                cells.append(
+                    Cell(role, table, command, reach.rows, reach.through, reach.conditions)
+                )
     return cells
 
 

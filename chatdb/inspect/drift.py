@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import CompileError, DBAPIError
 
-from chatdb.deploy.runtime import read_only
+from chatdb.database import read_only
 from chatdb.failures import first_line
 from chatdb.project import alembic_config
 from chatdb.urls import DatabaseUrlError

@@ -146,3 +146,30 @@ def require(names: list[str]) -> None:
     """Raise :class:`MissingPrerequisites` listing ``names``; do nothing when it is empty."""
     if names:
         raise MissingPrerequisites(names)
+
+
+def has_column(connection: Connection, table: str, column: str) -> bool:
+    """True when ``public.<table>`` has ``column``: for revisions whose steps depend on
+    what a drifted table has."""
+    return bool(
+        connection.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+                "AND attname = :c AND attnum > 0 AND NOT attisdropped)"
+            ),
+            {"t": f"public.{table}", "c": column},
+        ).scalar()
+    )
+
+
+def collecting() -> bool:
+    """True while the run's pass 1 reads the pending revisions to collect their online
+    steps (chatdb.deploy.online.prepare): nothing is executed then, so a check that
+    depends on what an earlier pending revision creates (004 on 000's objects) must
+    wait for the run's transaction, where it runs again."""
+    from alembic import op
+
+    from chatdb.deploy.online.state import COLLECT
+
+    state = op.get_context().opts.get("chatdb_online")
+    return state is not None and state.phase == COLLECT

@@ -1,0 +1,227 @@
+"""How the online steps talk to the database: short locks with retries, long statements
+that are watched, per-step timings, and deadlocks reported once with both sides.
+
+Two kinds of statement:
+
+- *catalog* statements (ADD COLUMN, ADD CONSTRAINT ... NOT VALID, CREATE TRIGGER, a
+  column swap) need a strong lock for a moment. They run under a short
+  ``lock_timeout`` (:data:`LOCK_TIMEOUT_MS`) so that a client never queues behind a
+  waiting migration for longer than that, and a lock timeout is retried with backoff.
+- *long* statements (VALIDATE CONSTRAINT, CREATE INDEX CONCURRENTLY) block no client
+  but take as long as the table is large and wait for other sessions' transactions to
+  end; a cancelled concurrent build leaves an INVALID index. They run without
+  ``lock_timeout`` and ``statement_timeout``, and while one waits, a watcher on a
+  connection of its own logs every few seconds which process it waits for.
+
+A deadlock is not retried: it is reported once, naming the other process, its
+application and its query, as PostgreSQL's error detail and pg_stat_activity give them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from chatdb.deploy import session
+from chatdb.deploy.locking import Holder, shorten
+
+log = logging.getLogger("chatdb.deploy.online")
+
+LOCK_TIMEOUT_MS = 50
+LOCK_ATTEMPTS = 60
+RETRY_DELAY_S = 0.05
+MAX_RETRY_DELAY_S = 1.0
+WATCH_EVERY_S = 5.0
+LOCK_NOT_AVAILABLE, DEADLOCK = "55P03", "40P01"
+
+
+class OnlineStepFailed(CommandError):
+    """An online step failed; the steps committed before it are kept."""
+
+
+class Executor:
+    """Runs the online steps' statements on ``connection`` (in autocommit mode)."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        open_watcher: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.connection = connection
+        self.open_watcher = open_watcher
+        self.sleep = sleep
+        self.step = "the start"
+        self._pid: int | None = None
+
+    # ------------------------------------------------------------------ reading
+
+    def scalar(self, sql: str, **params: object) -> Any:
+        return self.connection.execute(text(sql), params).scalar()
+
+    def rows(self, sql: str, **params: object) -> list[Any]:
+        return list(self.connection.execute(text(sql), params))
+
+    @property
+    def pid(self) -> int:
+        if self._pid is None:
+            self._pid = int(self.scalar("SELECT pg_backend_pid()"))
+        return self._pid
+
+    # ------------------------------------------------------------------ statements
+
+    @contextmanager
+    def timed(self, what: str) -> Iterator[None]:
+        """Name the step (for failures) and log how long it took."""
+        self.step = what
+        started = time.perf_counter()
+        yield
+        log.info("online: %s in %.2f s", what, time.perf_counter() - started)
+
+    def catalog(self, what: str, *statements: str) -> None:
+        """Statements that need a strong lock only to change the catalog, under the short
+        lock_timeout; a lock timeout is retried. Sent as one query string, which
+        PostgreSQL runs as one transaction (the connection is in autocommit mode)."""
+        self.step = what
+        self.retrying(what, lambda: self.connection.exec_driver_sql(";\n".join(statements)))
+
+    def retrying(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run ``action`` under the short lock_timeout; on a lock timeout wait and try
+        again, LOCK_ATTEMPTS times, then let the last error fail the run."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with session.setting(self.connection, "lock_timeout", f"{LOCK_TIMEOUT_MS}ms"):
+                    return self.guarded(action)
+            except DBAPIError as exc:
+                if _code(exc) != LOCK_NOT_AVAILABLE or attempt >= LOCK_ATTEMPTS:
+                    raise
+                delay = min(MAX_RETRY_DELAY_S, RETRY_DELAY_S * 2 ** (attempt - 1))
+                log.info(
+                    "online: %s could not get its lock within %d ms (attempt %d of %d); "
+                    "retrying in %.2f s",
+                    what,
+                    LOCK_TIMEOUT_MS,
+                    attempt,
+                    LOCK_ATTEMPTS,
+                    delay,
+                )
+                self.sleep(delay)
+
+    def long(self, what: str, sql: str) -> None:
+        """A statement that blocks no client but may run and wait for long: no timeouts,
+        and a watcher that says what it waits for."""
+        self.step = what
+        with (
+            session.setting(self.connection, "statement_timeout", "0"),
+            session.setting(self.connection, "lock_timeout", "0"),
+            self._watching(what),
+        ):
+            self.guarded(lambda: self.connection.exec_driver_sql(sql))
+
+    def guarded(self, action: Callable[[], Any]) -> Any:
+        """Run ``action``; a deadlock becomes one sentence naming both sides."""
+        try:
+            return action()
+        except DBAPIError as exc:
+            if _code(exc) == DEADLOCK:
+                raise OnlineStepFailed(self.deadlock_sentence(exc)) from None
+            raise
+
+    # ------------------------------------------------------------------ deadlocks
+
+    def deadlock_sentence(self, exc: DBAPIError) -> str:
+        detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None) or ""
+        queries = dict(re.findall(r"^Process (\d+): (.*)$", detail, re.MULTILINE))
+        others = sorted({int(p) for p in re.findall(r"Process (\d+)", detail)} - {self.pid})
+        sides = []
+        for pid in others:
+            holder = self._holder(pid, queries.get(str(pid)))
+            sides.append(str(holder))
+        other = "; ".join(sides) or "another process (PostgreSQL gave no detail)"
+        ours = shorten(queries.get(str(self.pid)) or exc.statement or "")
+        return (
+            f"{self.step} deadlocked with {other}, while this run (process {self.pid}) ran: "
+            f"{ours}; PostgreSQL cancelled this run's statement"
+        )
+
+    def _holder(self, pid: int, query: str | None) -> Holder:
+        """The other side of a deadlock, as pg_stat_activity still shows it (if at all)."""
+        try:
+            row = self.connection.execute(
+                text(
+                    "SELECT state, query, nullif(application_name, '') FROM pg_stat_activity "
+                    "WHERE pid = :pid"
+                ),
+                {"pid": pid},
+            ).first()
+        except DBAPIError:
+            row = None
+        state, live_query, application = row if row else (None, None, None)
+        return Holder(pid, None, state, query or live_query, application)
+
+    # ------------------------------------------------------------------ watching
+
+    @contextmanager
+    def _watching(self, what: str) -> Iterator[None]:
+        if self.open_watcher is None:
+            yield
+            return
+        stop = threading.Event()
+        pid = self.pid
+        thread = threading.Thread(
+            target=self._watch, args=(what, pid, stop), name="chatdb-watch", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+    def _watch(self, what: str, pid: int, stop: threading.Event) -> None:
+        """Every WATCH_EVERY_S while ``pid`` waits on a lock, log who it waits for."""
+        try:
+            watcher = self.open_watcher()
+        except Exception as exc:  # noqa: BLE001 - the watcher only informs
+            log.debug("online: no watcher for %s: %s", what, exc)
+            return
+        started = time.monotonic()
+        try:
+            while not stop.wait(WATCH_EVERY_S):
+                rows = watcher.execute(
+                    text(
+                        "SELECT a.pid, NULL, a.state, a.query, nullif(a.application_name, ''), "
+                        "now() - a.xact_start "
+                        "FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids(:pid))"
+                    ),
+                    {"pid": pid},
+                ).all()
+                if rows:
+                    waits_for = ", ".join(str(Holder(*row[:5])) for row in rows)
+                    log.info(
+                        "online: %s has waited %.0f s so far for %s to end its transaction",
+                        what,
+                        time.monotonic() - started,
+                        waits_for,
+                    )
+        except Exception as exc:  # noqa: BLE001 - the watcher only informs
+            log.debug("online: watcher for %s stopped: %s", what, exc)
+        finally:
+            session.quietly(watcher.close, "watcher")
+
+
+def _code(exc: DBAPIError) -> str | None:
+    return getattr(getattr(exc, "orig", None), "pgcode", None)

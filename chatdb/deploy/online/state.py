@@ -1,0 +1,98 @@
+"""What the online path knows during one run: which tables take it, what it collected
+from the pending revisions, and what pass 1 has done.
+
+A run that upgrades has two passes (chatdb.deploy.online.prepare):
+
+1. ``collect``: every pending revision's upgrade() runs with its operations only
+   recorded: an operation on a large existing table becomes an online step
+   (chatdb.deploy.online.steps); everything else is left for pass 2. The steps then
+   run, outside any transaction, each committed as it goes.
+2. ``deploy``: the revisions run for real in the run's one transaction; an operation
+   whose work pass 1 did finds it done (and only does its quick catalog part: SET NOT
+   NULL with a valid check, dropping a helper). ``plan`` is pass 2 of ``chatdb plan``:
+   pass 1 collected but ran nothing, so the operations it covers are skipped, and
+   reported as what the deploy would do online.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from chatdb.deploy.online.settings import OnlineOptions
+from chatdb.deploy.online.steps import AddColumn, Key, Step, qualified
+
+log = logging.getLogger("chatdb.deploy.online")
+
+COLLECT, DEPLOY, PLAN = "collect", "deploy", "plan"
+
+
+@dataclass
+class RunState:
+    connection: Connection
+    options: OnlineOptions
+    plan_only: bool = False
+    phase: str = COLLECT
+    steps: dict[Key, Step] = field(default_factory=dict)
+    executed: set[Key] = field(default_factory=set)
+    _online: dict[str, bool] = field(default_factory=dict)
+    estimates: dict[str, float] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ decisions
+
+    def online(self, table: str) -> bool:
+        """True when ``table`` existed before the run and takes the online path: its
+        estimated rows (pg_class.reltuples, kept by VACUUM, ANALYZE and autovacuum)
+        reach the threshold, or ``-x online=always``. Decided once per run and table."""
+        if table not in self._online:
+            estimate = self.connection.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
+                {"t": qualified(table)},
+            ).scalar()
+            if estimate is None:  # created by this run: empty, nothing to do online
+                self._online[table] = False
+            else:
+                estimate = max(float(estimate), 0.0)
+                self.estimates[table] = estimate
+                self._online[table] = self.options.takes_online_path(estimate)
+                log.info(
+                    "%s: %s path (estimated rows %d, threshold %d, -x online=%s)",
+                    table,
+                    "online" if self._online[table] else "transactional",
+                    estimate,
+                    self.options.threshold,
+                    self.options.mode,
+                )
+        return self._online[table]
+
+    def has_column(self, table: str, column: str) -> bool:
+        """The column exists before the run, or an online step collected so far adds it."""
+        if ("column", table, column) in self.steps:
+            return True
+        return bool(
+            self.connection.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+                    "to_regclass(:t) AND attname = :c AND attnum > 0 AND NOT attisdropped)"
+                ),
+                {"t": qualified(table), "c": column},
+            ).scalar()
+        )
+
+    # ------------------------------------------------------------------ steps
+
+    def collect(self, step: Step) -> None:
+        self.steps.setdefault(step.key, step)
+        if isinstance(step, AddColumn):
+            log.debug("online: collected %s on %s", step.describe(), step.table)
+
+    def covered(self, key: Key) -> bool:
+        """Pass 1 took care of this operation's slow part (or, planning, would)."""
+        return key in self.steps
+
+    @property
+    def collected(self) -> list[Step]:
+        return list(self.steps.values())

@@ -1,0 +1,533 @@
+"""The online steps: what a revision's operation becomes on a large existing table.
+
+Each step is collected from a revision (chatdb.deploy.online.ops), says in words what
+it does (``describe``, used by ``chatdb plan``), and runs on an :class:`Executor`.
+Every step first reads the catalog (or looks only at rows still to do), so a re-run
+after a kill at any point does what is left, and never redoes or loses committed work.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from sqlalchemy import text
+
+from chatdb.deploy.online.executor import Executor
+from chatdb.deploy.online.settings import OnlineOptions
+from chatdb.revisions import lint
+
+log = logging.getLogger("chatdb.deploy.online")
+
+SCHEMA = "public"
+# squawk (tests/test_migration_lint.py) asks for a transaction so that a failed step can
+# be re-run; each step here reads the catalog first and the whole path is resumable.
+RERUNNABLE = lint.ignore(
+    "prefer-robust-stmts", "resumable: a re-run finishes (chatdb.deploy.online)"
+)
+
+Key = tuple[str, ...]
+
+
+def qualified(table: str) -> str:
+    return f"{SCHEMA}.{table}"
+
+
+def helper_name(prefix: str, table: str, column: str) -> str:
+    """A name of at most 63 characters (PostgreSQL's limit) for a helper object."""
+    return f"{prefix}_{table}_{column}"[:63]
+
+
+def check_name(table: str, column: str) -> str:
+    """The temporary CHECK (column IS NOT NULL) of the online SET NOT NULL."""
+    return f"{table}_{column}_not_null"[:63]
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def column_exists(ex: Executor, table: str, column: str) -> bool:
+    return bool(
+        ex.scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+            "AND attname = :c AND attnum > 0 AND NOT attisdropped)",
+            t=qualified(table),
+            c=column,
+        )
+    )
+
+
+def column_type(ex: Executor, table: str, column: str) -> str | None:
+    return ex.scalar(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+        "to_regclass(:t) AND attname = :c AND attnum > 0 AND NOT attisdropped",
+        t=qualified(table),
+        c=column,
+    )
+
+
+def column_nullable(ex: Executor, table: str, column: str) -> bool:
+    return bool(
+        ex.scalar(
+            "SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+            "AND attname = :c AND NOT attisdropped",
+            t=qualified(table),
+            c=column,
+        )
+    )
+
+
+def constraint_state(ex: Executor, table: str, name: str) -> str | None:
+    """None when absent, else 'valid' or 'not valid' (pg_constraint.convalidated)."""
+    validated = ex.scalar(
+        "SELECT convalidated FROM pg_constraint WHERE conrelid = to_regclass(:t) AND conname = :n",
+        t=qualified(table),
+        n=name,
+    )
+    return None if validated is None else ("valid" if validated else "not valid")
+
+
+def index_state(ex: Executor, name: str) -> str | None:
+    """None when absent, else 'valid' or 'invalid' (pg_index.indisvalid)."""
+    valid = ex.scalar(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)",
+        i=qualified(name),
+    )
+    return None if valid is None else ("valid" if valid else "invalid")
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class Step:
+    """One online step on ``table``. ``order`` places it within its table's steps:
+    catalog changes, conversions, backfills, NOT NULL checks, foreign keys, indexes."""
+
+    table: str
+    order: ClassVar[int] = 0
+
+    @property
+    def key(self) -> Key:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class AddColumn(Step):
+    """``ADD COLUMN`` with no default or a non-volatile one: a catalog change only."""
+
+    column: str
+    sql: str  # ALTER TABLE ... ADD COLUMN IF NOT EXISTS ...
+    order: ClassVar[int] = 0
+
+    @property
+    def key(self) -> Key:
+        return ("column", self.table, self.column)
+
+    def describe(self) -> str:
+        return f"add column {self.column} (catalog only)"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        if column_exists(ex, self.table, self.column):
+            return
+        ex.catalog(self.describe(), self.sql)
+
+
+@dataclass(frozen=True)
+class SetDefault(Step):
+    """``ALTER COLUMN ... SET DEFAULT``: a catalog change only, done before the backfill
+    so that rows clients insert meanwhile get it."""
+
+    column: str
+    default: str
+    order: ClassVar[int] = 1
+
+    @property
+    def key(self) -> Key:
+        return ("default", self.table, self.column)
+
+    def describe(self) -> str:
+        return f"set the default of {self.column} to {self.default} (catalog only)"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        ex.catalog(
+            self.describe(),
+            f"ALTER TABLE {qualified(self.table)} ALTER COLUMN {self.column} "
+            f"SET DEFAULT {self.default}",
+        )
+
+
+@dataclass(frozen=True)
+class Backfill(Step):
+    """``UPDATE <table> SET <column> = <expression> WHERE <condition>``, in batches.
+
+    ``condition`` defaults to ``<column> IS NULL``. ``also_set`` are assignments made
+    with it (e.g. updated_at = now(), what a BEFORE UPDATE trigger of 004 would do),
+    applied where those columns exist."""
+
+    column: str
+    expression: str
+    condition: str
+    also_set: tuple[tuple[str, str], ...] = ()
+    order: ClassVar[int] = 3
+
+    @property
+    def key(self) -> Key:
+        return ("backfill", self.table, self.column)
+
+    def describe(self) -> str:
+        return f"fill {self.column} where {self.condition}, in batches"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:  # run as part of a group
+        BackfillGroup(self.table, (self,)).run(ex, options)
+
+
+@dataclass(frozen=True)
+class BackfillGroup(Step):
+    """The backfills of one table, in one pass over it: each batch is one UPDATE that
+    fills every column of the group that needs it (fewer passes than one per column).
+
+    ``fills_on_write``: columns that get NOT NULL next. For them a helper trigger
+    (BEFORE INSERT OR UPDATE) applies the same expression to any row a client writes
+    with NULL while the pass runs, so no second pass (sweep) is needed before the NOT
+    NULL check is validated. The helper is dropped in the run's last transaction."""
+
+    backfills: tuple[Backfill, ...]
+    fills_on_write: tuple[str, ...] = ()
+    order: ClassVar[int] = 3
+
+    @property
+    def key(self) -> Key:
+        return ("backfills", self.table, *(b.column for b in self.backfills))
+
+    def describe(self) -> str:
+        columns = ", ".join(b.column for b in self.backfills)
+        return f"fill {columns} in batches of rows (one pass over the table)"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        for column in self.fills_on_write:
+            backfill = next(b for b in self.backfills if b.column == column)
+            install_fill_trigger(ex, self.table, column, backfill.expression)
+        assignments, conditions = self._assignments(ex)
+        if not conditions:
+            return
+        stats = BatchStats(options.first_batch)
+        after = None
+        while True:
+            where = " OR ".join(f"({c})" for c in conditions)
+            bound = "" if after is None else "c.id > CAST(:after AS uuid) AND "
+            sql = text(
+                f"WITH batch AS (SELECT c.id AS batch_id FROM {qualified(self.table)} c "
+                f"WHERE {bound}({where}) ORDER BY c.id LIMIT :size), "
+                f"done AS (UPDATE {qualified(self.table)} SET {assignments} "
+                f"FROM batch WHERE id = batch.batch_id AND ({where}) RETURNING id) "
+                "SELECT max(id::text), count(*) FROM done"
+            )
+            params = {"after": after, "size": stats.size}
+            started = time.perf_counter()
+            last, count = ex.retrying(
+                "backfill batch",
+                lambda sql=sql, params=params: ex.connection.execute(sql, params).one(),
+            )
+            stats.record(count, time.perf_counter() - started, options)
+            if last is None:
+                break
+            after = last
+            if options.pause_ms:
+                ex.sleep(options.pause_ms / 1000)
+        log.info("online: %s: %s", self.describe(), stats.summary())
+
+    def _assignments(self, ex: Executor) -> tuple[str, list[str]]:
+        """The SET list, each column assigned only where its own condition holds, and
+        the conditions of the columns that exist (a column to fill must exist)."""
+        sets, conditions = [], []
+        extra: dict[str, str] = {}
+        for b in self.backfills:
+            sets.append(
+                f"{b.column} = CASE WHEN {b.condition} THEN {b.expression} ELSE {b.column} END"
+            )
+            conditions.append(b.condition)
+            for column, value in b.also_set:
+                if column_exists(ex, self.table, column):
+                    extra[column] = value
+        sets += [f"{column} = {value}" for column, value in extra.items()]
+        return ", ".join(sets), conditions
+
+
+@dataclass
+class BatchStats:
+    """Batch sizes chosen from measured batch durations, and what to say about them."""
+
+    size: int
+    rows: int = 0
+    durations: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+
+    def record(self, rows: int, seconds: float, options: OnlineOptions) -> None:
+        self.rows += rows
+        self.durations.append(seconds)
+        self.sizes.append(self.size)
+        if rows == self.size:  # a full batch: a fair measure of this size
+            self.size = options.next_batch(self.size, seconds)
+
+    def summary(self) -> str:
+        if not self.durations:
+            return "nothing to do"
+        ms = [d * 1000 for d in self.durations]
+        return (
+            f"{self.rows:,} rows in {len(ms)} batches (batch size {self.sizes[0]:,} -> "
+            f"{max(self.sizes):,}; median {statistics.median(ms):.0f} ms, "
+            f"slowest {max(ms):.0f} ms)"
+        )
+
+
+def fill_helper_names(table: str, column: str) -> tuple[str, str]:
+    """The helper's function (schema public) and trigger (on the table) names."""
+    return helper_name("chatdb_fill", table, column), f"chatdb_fill_{column}"[:63]
+
+
+def install_fill_trigger(ex: Executor, table: str, column: str, expression: str) -> None:
+    """The helper of a backfill followed by NOT NULL (see BackfillGroup)."""
+    function, trigger = fill_helper_names(table, column)
+    ex.catalog(
+        f"install the helper that fills {column} on write",
+        f"CREATE OR REPLACE FUNCTION {qualified(function)}() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $chatdb$ BEGIN IF NEW.{column} IS NULL THEN "
+        f"NEW.{column} := (SELECT {expression} FROM (SELECT NEW.*) AS row_); "
+        "END IF; RETURN NEW; END $chatdb$",
+        f"CREATE OR REPLACE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON "
+        f"{qualified(table)} FOR EACH ROW EXECUTE FUNCTION {qualified(function)}()",
+    )
+
+
+def fill_trigger_sql_drop(table: str, column: str) -> list[str]:
+    """The statements that remove a backfill's helper (the run's last transaction)."""
+    function, trigger = fill_helper_names(table, column)
+    return [
+        f"DROP TRIGGER IF EXISTS {trigger} ON {qualified(table)}",
+        f"DROP FUNCTION IF EXISTS {qualified(function)}()",
+    ]
+
+
+@dataclass(frozen=True)
+class NotNull(Step):
+    """The slow half of SET NOT NULL: ``CHECK (<column> IS NOT NULL) NOT VALID`` (a
+    catalog change), then ``VALIDATE CONSTRAINT`` (a scan that blocks no client). The
+    run's last transaction then sets NOT NULL, which PostgreSQL 12+ does without a
+    scan thanks to the valid check, and drops the check."""
+
+    column: str
+    order: ClassVar[int] = 4
+
+    @property
+    def key(self) -> Key:
+        return ("not_null", self.table, self.column)
+
+    def describe(self) -> str:
+        return f"check that {self.column} holds no NULL (validated without blocking writes)"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        if not column_nullable(ex, self.table, self.column):
+            return
+        name = check_name(self.table, self.column)
+        state = constraint_state(ex, self.table, name)
+        if state is None:
+            ex.catalog(
+                f"add the NOT VALID check {name}",
+                RERUNNABLE + f"ALTER TABLE {qualified(self.table)} ADD CONSTRAINT {name} "
+                f"CHECK ({self.column} IS NOT NULL) NOT VALID",
+            )
+        if state != "valid":
+            ex.long(
+                f"VALIDATE CONSTRAINT {name}",
+                RERUNNABLE + f"ALTER TABLE {qualified(self.table)} VALIDATE CONSTRAINT {name}",
+            )
+
+
+@dataclass(frozen=True)
+class ForeignKey(Step):
+    """``ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID`` (a catalog change), then
+    ``VALIDATE CONSTRAINT`` (a scan that blocks no client)."""
+
+    name: str
+    sql: str  # ALTER TABLE ... ADD CONSTRAINT <name> FOREIGN KEY ... NOT VALID
+    order: ClassVar[int] = 5
+
+    @property
+    def key(self) -> Key:
+        return ("constraint", self.table, self.name)
+
+    def describe(self) -> str:
+        return f"add foreign key {self.name}, validated without blocking writes"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        state = constraint_state(ex, self.table, self.name)
+        if state is None:
+            ex.catalog(
+                f"add foreign key {self.name} NOT VALID",
+                RERUNNABLE + self.sql,
+            )
+        if state != "valid":
+            ex.long(
+                f"VALIDATE CONSTRAINT {self.name}",
+                RERUNNABLE + f"ALTER TABLE {qualified(self.table)} VALIDATE CONSTRAINT {self.name}",
+            )
+
+
+@dataclass(frozen=True)
+class BuildIndex(Step):
+    """``CREATE INDEX CONCURRENTLY``; an INVALID index left by an interrupted build is
+    dropped concurrently and built again."""
+
+    name: str
+    create_sql: str  # CREATE INDEX CONCURRENTLY IF NOT EXISTS ...
+    order: ClassVar[int] = 6
+
+    @property
+    def key(self) -> Key:
+        return ("index", self.name)
+
+    def describe(self) -> str:
+        return f"build index {self.name} concurrently (reads and writes go on)"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        state = index_state(ex, self.name)
+        if state == "valid":
+            return
+        if state == "invalid":
+            log.warning(
+                "online: index %s is INVALID (an interrupted concurrent build); "
+                "dropping and building it again",
+                self.name,
+            )
+            ex.long(
+                f"DROP INDEX CONCURRENTLY {self.name}",
+                f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(self.name)}",
+            )
+        ex.long(f"CREATE INDEX CONCURRENTLY {self.name}", self.create_sql)
+        if index_state(ex, self.name) != "valid":
+            raise RuntimeError(f"index {self.name} is not valid after its concurrent build")
+
+
+@dataclass(frozen=True)
+class ConvertType(Step):
+    """A column's type changed without rewriting the table under a lock: a new column
+    of the new type, kept in step by a trigger, filled in batches, indexed like the old
+    one concurrently, checked NOT NULL if the old one was; then, in one short catalog
+    transaction, the old column is dropped and the new one takes its name and its
+    indexes' names. The values are kept (converted by ``using``)."""
+
+    column: str
+    type_sql: str
+    using: str  # the conversion, in terms of the column, e.g. website_id::uuid
+    order: ClassVar[int] = 2
+
+    @property
+    def key(self) -> Key:
+        return ("convert", self.table, self.column)
+
+    @property
+    def shadow(self) -> str:
+        return f"{self.column}__chatdb_new"[:63]
+
+    def describe(self) -> str:
+        return f"convert {self.column} to {self.type_sql} in a new column, then swap (online)"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        current = column_type(ex, self.table, self.column)
+        if current is None or current == self.type_sql:
+            return
+        table, shadow = qualified(self.table), self.shadow
+        function = helper_name("chatdb_sync", self.table, self.column)
+        trigger = f"chatdb_sync_{self.column}"[:63]
+        if not column_exists(ex, self.table, shadow):
+            ex.catalog(
+                f"add column {shadow}", f"ALTER TABLE {table} ADD COLUMN {shadow} {self.type_sql}"
+            )
+        ex.catalog(
+            f"keep {shadow} in step with {self.column}",
+            f"CREATE OR REPLACE FUNCTION {qualified(function)}() RETURNS trigger "
+            f"LANGUAGE plpgsql AS $chatdb$ BEGIN NEW.{shadow} := "
+            f"(SELECT {self.using} FROM (SELECT NEW.*) AS row_); RETURN NEW; END $chatdb$",
+            f"CREATE OR REPLACE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {qualified(function)}()",
+        )
+        fill = Backfill(
+            self.table,
+            shadow,
+            self.using,
+            f"{shadow} IS NULL AND {self.column} IS NOT NULL",
+        )
+        BackfillGroup(self.table, (fill,)).run(ex, options)
+        not_null = not column_nullable(ex, self.table, self.column)
+        if not_null:
+            NotNull(self.table, shadow).run(ex, options)
+        renames = []
+        for name, definition in ex.rows(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass(:t) "
+            "AND :col = ANY(SELECT attname FROM pg_attribute WHERE attrelid = i.indrelid "
+            "AND attnum = ANY(i.indkey))",
+            t=table,
+            col=self.column,
+        ):
+            new_name = f"{name}__chatdb_new"[:63]
+            new_definition = re.sub(
+                rf"\b{re.escape(self.column)}\b", shadow, definition.split(" ON ", 1)[1]
+            )
+            BuildIndex(
+                self.table,
+                new_name,
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {new_name} ON {new_definition}",
+            ).run(ex, options)
+            renames.append(f"ALTER INDEX {qualified(new_name)} RENAME TO {name}")
+        swap = [
+            f"DROP TRIGGER IF EXISTS {trigger} ON {table}",
+            f"DROP FUNCTION IF EXISTS {qualified(function)}()",
+            f"ALTER TABLE {table} DROP COLUMN {self.column}",
+            f"ALTER TABLE {table} RENAME COLUMN {shadow} TO {self.column}",
+            *renames,
+        ]
+        if not_null:
+            check = check_name(self.table, shadow)
+            swap += [
+                f"ALTER TABLE {table} ALTER COLUMN {self.column} SET NOT NULL",
+                f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check}",
+            ]
+        ex.catalog(f"swap {self.column} for its converted copy", *swap)
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def schedule(steps: list[Step]) -> list[Step]:
+    """The order in which pass 1 runs the collected steps: table by table (in the order
+    revisions touch them), and within a table catalog changes first, then conversions,
+    the table's backfills in one pass, NOT NULL checks, foreign keys, and index builds
+    last (so that the backfill does not maintain them row by row)."""
+    tables = list(dict.fromkeys(step.table for step in steps))
+    ordered: list[Step] = []
+    for table in tables:
+        mine = [step for step in steps if step.table == table]
+        backfills = tuple(s for s in mine if isinstance(s, Backfill))
+        not_null = {s.column for s in mine if isinstance(s, NotNull)}
+        others = [s for s in mine if not isinstance(s, Backfill)]
+        if backfills:
+            fills = tuple(
+                b.column
+                for b in backfills
+                if b.column in not_null and b.condition == f"{b.column} IS NULL"
+            )
+            others.append(BackfillGroup(table, backfills, fills))
+        ordered += sorted(others, key=lambda s: s.order)
+    return ordered

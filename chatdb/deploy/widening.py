@@ -1,0 +1,143 @@
+"""No run widens what anon or authenticated (or PUBLIC) can do on an existing table,
+unless the operator says so with ``-x allow_wider_access=true``.
+
+Before a run changes anything, :meth:`Guard.snapshot` computes, for every chat table
+that exists, what each of those roles can do (the computation of ``chatdb access``:
+role x table x command -> all / filtered / none / refused rows). Before each commit
+the run makes, :meth:`Guard.check` computes it again, inside the transaction, and
+compares cell by cell. A cell is wider when:
+
+- its rows grew: refused -> none -> filtered -> all (a command allowed that was
+  refused, every row where some or none were reachable);
+- it stays "filtered", but by a condition that was not there before (a new permissive
+  policy, or a restrictive one gone).
+
+Any wider cell fails the run (rolled back whole) with each cell and the policy or
+grant responsible; with the option, each is logged and the run goes on. Tables the
+run creates have no "before" and are not compared: what a revision gives a new table
+is what it declares.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from alembic.util import CommandError
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from chatdb.inspect import access
+from chatdb.inspect.access import ALL, FILTERED, NONE, PUBLIC, REFUSED, Cell, format_through
+
+log = logging.getLogger("chatdb.deploy.widening")
+
+OVERRIDE = "allow_wider_access"
+ROLES = ("anon", "authenticated", PUBLIC)
+_RANK = {REFUSED: 3, NONE: 2, FILTERED: 1, ALL: 0}
+
+
+@dataclass(frozen=True)
+class Widened:
+    before: Cell
+    after: Cell
+
+    def __str__(self) -> str:
+        a = self.after
+        if self.before.rows == REFUSED:
+            why = f"now granted {a.command}" + (
+                f", rows through {format_through(a.through)}" if a.through else ""
+            )
+        else:
+            why = f"through {format_through(a.through)}"
+            new = sorted(
+                c for c in a.conditions - self.before.conditions if not c.startswith("AND ")
+            )
+            if a.rows == self.before.rows and new:
+                why += f" (new condition: {'; '.join(new)})"
+        return f"{a.role} {a.table} {a.command}: {self.before.rows} -> {a.rows} {why}"
+
+
+def wider(before: Cell, after: Cell) -> bool:
+    if _RANK[after.rows] != _RANK[before.rows]:
+        return _RANK[after.rows] < _RANK[before.rows]
+    if after.rows != FILTERED:
+        return False
+    permissive = {c for c in after.conditions if not c.startswith("AND ")}
+    restrictive_gone = {c for c in before.conditions if c.startswith("AND ")} - after.conditions
+    was = {c for c in before.conditions if not c.startswith("AND ")}
+    return bool(permissive - was) or bool(restrictive_gone)
+
+
+def chat_tables(connection: Connection) -> tuple[str, ...]:
+    """The chat tables that exist now: every table of schema public named chat_..."""
+    return tuple(
+        connection.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') "
+                "AND starts_with(c.relname, 'chat_') ORDER BY c.relname"
+            )
+        ).scalars()
+    )
+
+
+class Guard:
+    """The access check of one run (one attempt)."""
+
+    def __init__(self, allowed: bool) -> None:
+        self.allowed = allowed
+        self.tables: tuple[str, ...] = ()
+        self.before: dict[tuple[str, str, str], Cell] = {}
+
+    def snapshot(self, connection: Connection) -> None:
+        """What the roles can do before the run changes anything."""
+        self.tables = chat_tables(connection)
+        if not self.tables or not _roles_exist(connection):
+            self.tables = ()
+            return
+        cells = access.matrix(connection, self.tables, ROLES)
+        self.before = {(c.role, c.table, c.command): c for c in cells}
+
+    def widened(self, connection: Connection) -> list[Widened]:
+        if not self.before:
+            return []
+        remaining = [t for t in self.tables if t in set(chat_tables(connection))]
+        if not remaining:
+            return []
+        after = access.matrix(connection, remaining, ROLES)
+        return [
+            Widened(self.before[key], cell)
+            for cell in after
+            if (key := (cell.role, cell.table, cell.command)) in self.before
+            and wider(self.before[key], cell)
+        ]
+
+    def check(self, connection: Connection, when: str = "before it commits") -> None:
+        """Fail the run (a CommandError: its transaction rolls back) if it widened a
+        cell, unless allowed; then log each widened cell."""
+        found = self.widened(connection)
+        if not found:
+            return
+        if self.allowed:
+            for cell in found:
+                log.warning("-x %s=true: access widened: %s", OVERRIDE, cell)
+            return
+        raise CommandError(
+            f"The run would widen what anon, authenticated or PUBLIC can do on tables that "
+            f"existed before it ({when}), in {len(found)} cell(s): "
+            + "; ".join(map(str, found))
+            + "; the run was rolled back and the database is as it was: review the change "
+            f"(`chatdb plan` shows it), then re-run with -x {OVERRIDE}=true to accept it."
+        )
+
+
+def _roles_exist(connection: Connection) -> bool:
+    """anon and authenticated exist (before revision 000 on plain PostgreSQL they do not,
+    and nobody but the owner can do anything: there is nothing to widen from)."""
+    return (
+        connection.execute(
+            text("SELECT count(*) FROM pg_roles WHERE rolname IN ('anon', 'authenticated')")
+        ).scalar()
+        == 2
+    )
