@@ -4,9 +4,9 @@ Why: the transactional repair (ADD COLUMN, UPDATE every row, SET NOT NULL, CREAT
 INDEX, all in the run's one transaction) holds ACCESS EXCLUSIVE on chat_conversations
 until it commits, so every read, update and message insert waits for the whole
 backfill and index build (1,000,000 rows: 8.6 s in the issue's measurement, 21 s
-in benchmarks/bench_008.py). This path takes a strong lock only for statements that
-change the catalog and nothing else, each under a short lock_timeout with retries,
-and commits its work in steps:
+in benchmarks/bench_008.py, now benchmarks/bench_online.py --from 004). This path
+takes a strong lock only for statements that change the catalog and nothing else,
+each under a short lock_timeout with retries, and commits its work in steps:
 
 1. ``ADD COLUMN customer_id text`` (catalog only; skipped when the column exists);
 2. backfill the NULLs in keyset batches over the primary key, one committed UPDATE
@@ -71,7 +71,8 @@ BACKFILL_WITHOUT_PHONE = "COALESCE(customer_id, 'customer_unknown_' || id::text)
 
 MODES = ("auto", "always", "never")
 # The transactional path holds ACCESS EXCLUSIVE for about 21 us per row (benchmarks/
-# bench_008.py: 21 s for 1,000,000 rows), so below 5,000 rows it stalls clients ~100 ms.
+# bench_008.py, now bench_online.py --from 004: 21 s for 1,000,000 rows), so below 5,000
+# rows it stalls clients ~100 ms.
 DEFAULT_THRESHOLD = 5_000
 DEFAULT_BATCH_SIZE = 1_000
 LOCK_TIMEOUT_MS = 50
