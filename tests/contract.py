@@ -188,8 +188,9 @@ CONTRACT: tuple[Call, ...] = (
           "customer_name": "Siti", "customer_phone": DELIVERY_PHONE, "status": "active"},
          at_008=Fails("23502", "customer_id"),
          reads_back={"customer_id": f"customer_{DELIVERY_PHONE}"},
-         note="after an error it pops website_name and inserts again; then it logs the "
-              "error and the order has no conversation"),
+         note="after an error result it pops website_name and inserts again, then logs the "
+              "error: the order gets no conversation. supabase-py 2 raises APIError "
+              "instead of returning an error result, so the retry is never reached"),
     Call("conversation: bump updated_at", CONV, "UPDATE", "chat.py:735-737",
          {"updated_at": NOW}, filters=BY_ID, trigger_sets=("updated_at",),
          note="004's update_chat_conversations_updated_at sets it to now() instead"),
