@@ -238,9 +238,8 @@ def test_payload_values_become_their_columns_types(at_008_db):
     assert text["metadata"] == '{"a": 1}'  # json.dumps(...) is stored as a JSON string
     assert obj["created_at"] == "2026-07-04T10:15:30+00:00"  # read in UTC
     assert obj["read_by"] == [] and obj["is_read"] is False  # defaults for what is not sent
-    assert at_008_db.scalar(
-        "SELECT jsonb_typeof(metadata) FROM chat_messages WHERE id = %s", (text["id"],)
-    ) == ("string")
+    kind = "SELECT jsonb_typeof(metadata) FROM chat_messages WHERE id = %s"
+    assert at_008_db.scalar(kind, (text["id"],)) == "string"
 
 
 def test_filters_eq_neq_in_and_order(at_008_db):
