@@ -1,6 +1,6 @@
 """Read the live catalog of the chat schema and compare it with the spec.
 
-The spec is /work/shared/spec/chat-schema.md (revisions 004 and 008). This module
+The spec is docs/spec/chat-schema.md (revisions 004 and 008). This module
 has no pytest fixtures and no tests; it works with any DB-API connection that
 offers ``cursor()``, ``execute(sql, params)`` with ``%s`` placeholders and
 ``fetchall()`` (psycopg 3 and psycopg2 both do).

@@ -23,6 +23,20 @@ import pytest
 from pytest_postgresql import factories
 
 from chatdb.local.server import Cluster, free_port, give_to_server_user
+from tests.fixtures import (  # noqa: F401  (fixtures: pytest finds them through this import)
+    _at_008,
+    _shape_a,
+    _shape_b,
+    _shape_c,
+    _shape_d,
+    any_shape_db,
+    at_008_db,
+    shape_a_db,
+    shape_b_db,
+    shape_c_db,
+    shape_d_db,
+    shape_template,
+)
 from tests.pg import Database, Server, database_of, loader, migrate, run_sql_file
 
 
@@ -88,6 +102,14 @@ hand_run_proc = factories.postgresql_noproc(
     depends_on="supabase_server",
     load=[loader(prepare_like_supabase, adopt_hand_run_004)],
 )
+at_008_proc = factories.postgresql_noproc(
+    dbname="t_008", depends_on="server", load=[loader(lambda url: migrate(url, "008"))]
+)
+# The four shapes of a database to take over; their fixtures are in tests/fixtures.py.
+shape_a_proc = shape_template("a")
+shape_b_proc = shape_template("b")
+shape_c_proc = shape_template("c")
+shape_d_proc = shape_template("d")
 
 # One fresh clone per test.
 _empty = factories.postgresql("empty_proc")

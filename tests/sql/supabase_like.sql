@@ -1,5 +1,6 @@
 -- Prepares a plain PostgreSQL database so that it looks like a Supabase project
--- as far as the chat migrations (004, 008) are concerned. Test support only.
+-- as far as the chat migrations (004, 008) and the hand-run SQL after them (049
+-- calls auth.role()) are concerned. Test support only.
 -- Every statement is idempotent: running this file twice is harmless.
 -- Roles are cluster-wide, so they are created only when absent.
 
@@ -45,8 +46,19 @@ AS $$
         (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
     )::uuid
 $$;
+-- auth.role(): the "role" claim of the request's JWT, as Supabase defines it (the
+-- hand-run 049's policies call it).
+CREATE OR REPLACE FUNCTION auth.role() RETURNS text
+    LANGUAGE sql STABLE
+AS $$
+    select coalesce(
+        nullif(current_setting('request.jwt.claim.role', true), ''),
+        (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
+    )::text
+$$;
 GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION auth.uid() TO anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION auth.role() TO anon, authenticated, service_role;
 
 -- Realtime publication, empty.
 DO $$
