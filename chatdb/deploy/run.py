@@ -17,6 +17,7 @@ revision --autogenerate, chatdb drift) compare and change nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -57,6 +58,7 @@ class Run:
         # Where the attempt is, for a failure's sentence: online (pass 1), transaction
         # (pass 2), commit (guards passed, the reload NOTIFY and COMMIT follow).
         self.stage = "transaction"
+        self._transaction_started = time.perf_counter()
 
     def context_options(self) -> dict[str, Any]:
         """Options for ``context.configure``: the operations of chatdb.deploy.online.ops
@@ -96,6 +98,7 @@ class Run:
                 self.access.check(self.connection, "after its online steps")
         self.online.phase = DEPLOY
         self.stage = "transaction"
+        self._transaction_started = time.perf_counter()
 
     # ------------------------------------------------------------------ before commit
 
@@ -111,6 +114,10 @@ class Run:
         if self.plan is not None:
             self.plan.succeeded(self)
         self.stage = "commit"
+        log.info(
+            "the run's transaction reached its commit in %.3f s (its locks are held until then)",
+            time.perf_counter() - self._transaction_started,
+        )
 
 
 def online_failure(sentence: str) -> str:

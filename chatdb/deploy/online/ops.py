@@ -164,11 +164,13 @@ def _default_sql(value: Any) -> str | None:
 def add_column(operations: Operations, operation: alembic_ops.AddColumnOp) -> None:
     state = _state(operations)
     if state is not None and not _offline(operations):
+        table, column = operation.table_name, operation.column
         if state.phase == COLLECT:
-            table, column = operation.table_name, operation.column
             if state.online(table) and not state.has_column(table, column.name):
                 _collect_add_column(operations, state, table, column)
             return
+        if _column_type(operations, table, column.name) is not None:
+            return  # there (pass 1 added it, or the SQL ran by hand): not even a lock
         operation.if_not_exists = True
     toimpl.add_column(operations, operation)
 

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from sqlalchemy import text
 
+from chatdb.deploy import session
 from chatdb.deploy.online.executor import Executor
 from chatdb.deploy.online.settings import OnlineOptions
 from chatdb.revisions import lint
@@ -221,30 +222,34 @@ class BackfillGroup(Step):
         assignments, conditions = self._assignments(ex)
         if not conditions:
             return
+        where = " OR ".join(f"({c})" for c in conditions)
         stats = BatchStats(options.first_batch)
         after = None
-        while True:
-            where = " OR ".join(f"({c})" for c in conditions)
-            bound = "" if after is None else "c.id > CAST(:after AS uuid) AND "
-            sql = text(
-                f"WITH batch AS (SELECT c.id AS batch_id FROM {qualified(self.table)} c "
-                f"WHERE {bound}({where}) ORDER BY c.id LIMIT :size), "
-                f"done AS (UPDATE {qualified(self.table)} SET {assignments} "
-                f"FROM batch WHERE id = batch.batch_id AND ({where}) RETURNING id) "
-                "SELECT max(id::text), count(*) FROM done"
-            )
-            params = {"after": after, "size": stats.size}
-            started = time.perf_counter()
-            last, count = ex.retrying(
-                "backfill batch",
-                lambda sql=sql, params=params: ex.connection.execute(sql, params).one(),
-            )
-            stats.record(count, time.perf_counter() - started, options)
-            if last is None:
-                break
-            after = last
-            if options.pause_ms:
-                ex.sleep(options.pause_ms / 1000)
+        # Batches walk the primary key (an index range each), whatever the rows hold;
+        # without seqscan the planner joins each batch to the table through the key.
+        with session.setting(ex.connection, "enable_seqscan", "off"):
+            while True:
+                bound = "" if after is None else "WHERE c.id > CAST(:after AS uuid) "
+                sql = text(
+                    f"WITH batch AS (SELECT c.id AS batch_id FROM {qualified(self.table)} c "
+                    f"{bound}ORDER BY c.id LIMIT :size), "
+                    f"done AS (UPDATE {qualified(self.table)} SET {assignments} "
+                    f"FROM batch WHERE id = batch.batch_id AND ({where}) RETURNING 1) "
+                    "SELECT (SELECT max(batch_id::text) FROM batch), "
+                    "(SELECT count(*) FROM batch), (SELECT count(*) FROM done)"
+                )
+                params = {"after": after, "size": stats.size}
+                started = time.perf_counter()
+                last, walked, updated = ex.retrying(
+                    "backfill batch",
+                    lambda sql=sql, params=params: ex.connection.execute(sql, params).one(),
+                )
+                stats.record(walked, updated, time.perf_counter() - started, options)
+                if last is None:
+                    break
+                after = last
+                if options.pause_ms:
+                    ex.sleep(options.pause_ms / 1000)
         log.info("online: %s: %s", self.describe(), stats.summary())
 
     def _assignments(self, ex: Executor) -> tuple[str, list[str]]:
@@ -273,11 +278,13 @@ class BatchStats:
     durations: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
 
-    def record(self, rows: int, seconds: float, options: OnlineOptions) -> None:
-        self.rows += rows
+    def record(self, walked: int, updated: int, seconds: float, options: OnlineOptions) -> None:
+        self.rows += updated
+        if not walked:
+            return
         self.durations.append(seconds)
         self.sizes.append(self.size)
-        if rows == self.size:  # a full batch: a fair measure of this size
+        if walked == self.size:  # a full batch: a fair measure of this size
             self.size = options.next_batch(self.size, seconds)
 
     def summary(self) -> str:
