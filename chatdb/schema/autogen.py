@@ -130,7 +130,8 @@ def command_name(context: Any) -> str | None:
 
 def process_revision_directives(context: Any, revision: Any, directives: list[Any]) -> None:
     """``alembic check``: fail in the words of ``chatdb drift``. A new revision: the next
-    sequential id unless the user chose one (--rev-id)."""
+    sequential id unless the user chose one (--rev-id), and, when it changes policies,
+    grants or row level security, what it does to access (chatdb.schema.access_report)."""
     if not directives:
         return
     script = directives[0]
@@ -142,6 +143,10 @@ def process_revision_directives(context: Any, revision: Any, directives: list[An
 
         scripts = ScriptDirectory.from_config(context.config)
         script.rev_id = next_revision_id([rev.revision for rev in scripts.walk_revisions()])
+    if context.connection is not None:
+        from chatdb.schema import access_report
+
+        access_report.add_to_revision(context, script)
 
 
 def fail_check_in_words(context: Any, script: Any) -> None:
