@@ -7,12 +7,11 @@ owns in PostgreSQL is declared with the small value types below, in
 (``alembic revision --autogenerate``, ``alembic check``) and ``chatdb.inspect.drift``
 reports the differences in words.
 
-Expressions and trigger definitions are written the way PostgreSQL prints them
-back (``pg_policies``, ``pg_get_triggerdef``, with ``search_path = pg_catalog,
-public``). The comparison is then plain text (whitespace and the spacing inside
-parentheses do not count), needs no write to the database and works in a
-read-only transaction. A form PostgreSQL would print differently shows up as a
-difference; ``alembic check`` and ``chatdb drift`` then print the form to copy.
+Policy expressions and trigger definitions are written in any form PostgreSQL
+accepts (``customer_id = auth.uid()::text``, ``EXECUTE PROCEDURE f()``): they are
+compared with the catalog as PostgreSQL understands them, not as text
+(:mod:`chatdb.inspect.normalize`, read-only). Function bodies are kept by PostgreSQL as
+written, and compared as written (whitespace aside).
 """
 
 from __future__ import annotations
@@ -79,20 +78,12 @@ class Policy:
     def drop_sql(self) -> str:
         return f"DROP POLICY {quote_ident(self.name)} ON {qualified(self.table)}"
 
-    def comparable(self) -> tuple:
-        return (
-            self.command.upper(),
-            self.permissive,
-            tuple(sorted(self.roles)),
-            normalise_sql(self.using),
-            normalise_sql(self.with_check),
-        )
-
 
 @dataclass(frozen=True)
 class Trigger:
-    """A trigger; ``definition`` is what follows ``CREATE TRIGGER <name>`` in
-    ``pg_get_triggerdef`` (timing, events, ``ON public.<table>``, level, function)."""
+    """A trigger; ``definition`` is what follows ``CREATE TRIGGER <name>`` (timing,
+    events, ``ON <table>``, level, WHEN, function), in any spelling PostgreSQL accepts;
+    read back from the database, it is ``pg_get_triggerdef``'s."""
 
     table: str
     name: str
@@ -107,9 +98,6 @@ class Trigger:
 
     def drop_sql(self) -> str:
         return f"DROP TRIGGER {quote_ident(self.name)} ON {qualified(self.table)}"
-
-    def comparable(self) -> tuple:
-        return (normalise_sql(self.definition),)
 
 
 @dataclass(frozen=True)
@@ -149,14 +137,6 @@ class Function:
 
     def drop_sql(self) -> str:
         return f"DROP FUNCTION {self.signature}"
-
-    def comparable(self) -> tuple:
-        return (
-            self.returns.lower(),
-            self.language.lower(),
-            self.security_definer,
-            normalise_sql(self.body),
-        )
 
 
 @dataclass(frozen=True)

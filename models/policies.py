@@ -4,9 +4,10 @@ The policies are replicated as they ran in production, weak as they are (anon ca
 every conversation; see the spec): hardening them is a later revision, made by editing
 this file and running ``alembic revision --autogenerate``.
 
-Expressions are written as PostgreSQL prints them back (``pg_policies``), so that the
-comparison needs no round trip through the database: ``auth.uid()`` qualified, column
-references qualified inside subqueries, an outer pair of parentheses around operators.
+Expressions may be written in any form PostgreSQL accepts: autogenerate, ``alembic
+check`` and ``chatdb drift`` compare them with ``pg_policies`` as PostgreSQL
+understands them (chatdb.inspect.normalize). 004's are kept in the form PostgreSQL
+prints, which needs no round trip through the server at all.
 """
 
 from models.entities import Policy

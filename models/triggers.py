@@ -1,7 +1,9 @@
 """The chat system's two triggers.
 
-Definitions are what follows ``CREATE TRIGGER <name>`` in PostgreSQL's own
-``pg_get_triggerdef`` (table qualified, function unqualified when it is in public).
+Definitions are what follows ``CREATE TRIGGER <name>``, in any spelling PostgreSQL
+accepts (``ON chat_messages`` or ``ON public.chat_messages``, ``EXECUTE PROCEDURE`` or
+``EXECUTE FUNCTION``); they are compared part by part with ``pg_get_triggerdef``
+(chatdb.inspect.normalize). These two are written as PostgreSQL prints them.
 ``update_updated_at_column()`` belongs to an earlier migration (see
 :data:`models.external.EXTERNAL_FUNCTIONS`); ``update_conversation_on_message()`` is
 declared in :mod:`models.functions`.

@@ -218,7 +218,7 @@ def read_inputs(
     from chatdb.inspect.live import read_policies
 
     policies = tuple(p for _, p in sorted(read_policies(connection, list(tables)).items()))
-    membership = _policy_role_membership(connection, policies, real_roles)
+    membership = policy_role_membership(connection, policies, real_roles)
     return Inputs(roles, tables, role_flags, table_flags, privileges, owners, policies, membership)
 
 
@@ -365,7 +365,7 @@ def _owner_members(
     return {(r, t): bool(member) for r, t, member in rows}
 
 
-def _policy_role_membership(
+def policy_role_membership(
     connection: Connection, policies: Sequence[Policy], roles: Sequence[str]
 ) -> dict[tuple[str, str], bool]:
     """Whether each role is (or inherits) each role a policy is TO."""

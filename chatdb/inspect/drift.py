@@ -267,6 +267,14 @@ def _alter_column_words(op: ops.AlterColumnOp) -> list[str]:
     return out
 
 
+def _differs(subject: str, groups: dict[str, list[str]]) -> str:
+    count = sum(len(sentences) for sentences in groups.values())
+    return (
+        f"{subject} differs from the models and the declared objects "
+        f"in {count} way{'s' if count != 1 else ''}:"
+    )
+
+
 def report(shown_url: str, groups: dict[str, list[str]]) -> str:
     """The printed report."""
     if not groups:
@@ -274,13 +282,7 @@ def report(shown_url: str, groups: dict[str, list[str]]) -> str:
             f"No drift: {shown_url} matches the models and the declared objects "
             "(read-only check, nothing was changed)."
         )
-    count = sum(len(sentences) for sentences in groups.values())
-    lines = [
-        (
-            f"Drift: {shown_url} differs from the models and the declared objects "
-            f"in {count} way{'s' if count != 1 else ''}:"
-        )
-    ]
+    lines = [f"Drift: {_differs(shown_url, groups)}"]
     for table, sentences in groups.items():
         lines.append("")
         lines.append(table)
@@ -288,3 +290,15 @@ def report(shown_url: str, groups: dict[str, list[str]]) -> str:
     lines.append("")
     lines.append("Read-only check: nothing was changed.")
     return "\n".join(lines)
+
+
+def one_line(groups: dict[str, list[str]]) -> str:
+    """The same sentences in one logical line, for ``alembic check``: Alembic prints a
+    failure as ``FAILED: <message>`` and, on a terminal, re-wraps it to the terminal's
+    width, joining lines, so a multi-line layout would not survive there. Groups are
+    ``table: sentence; sentence``, one after the other."""
+    parts = [f"{group}: {'; '.join(sentences)}" for group, sentences in groups.items()]
+    return (
+        f"{_differs('the database', groups)} {'; '.join(parts)}. "
+        "(chatdb drift prints the same list, one difference per line.)"
+    )

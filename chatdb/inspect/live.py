@@ -13,7 +13,8 @@ their path).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -53,11 +54,7 @@ def read(
 ) -> LiveObjects:
     """Read the objects of the tables named ``table_names`` or starting with
     ``table_prefix`` in schema public."""
-    saved = connection.scalar(text("SELECT current_setting('search_path')"))
-    connection.execute(
-        text("SELECT set_config('search_path', :path, false)"), {"path": DEPARSE_SEARCH_PATH}
-    )
-    try:
+    with deparse_search_path(connection):
         live = LiveObjects()
         live.tables = _tables(connection, sorted(table_names), table_prefix)
         tables = sorted(live.tables)
@@ -68,6 +65,18 @@ def read(
         live.grants = _grants(connection, tables, sorted(roles))
         _publication(connection, live, publication)
         return live
+
+
+@contextmanager
+def deparse_search_path(connection: Connection) -> Iterator[None]:
+    """The session's search_path set to :data:`DEPARSE_SEARCH_PATH` (with ``set_config``,
+    which a read-only transaction allows), then put back as it was."""
+    saved = connection.scalar(text("SELECT current_setting('search_path')"))
+    connection.execute(
+        text("SELECT set_config('search_path', :path, false)"), {"path": DEPARSE_SEARCH_PATH}
+    )
+    try:
+        yield
     finally:
         connection.execute(text("SELECT set_config('search_path', :path, false)"), {"path": saved})
 
