@@ -14,6 +14,7 @@ from logging.config import fileConfig
 
 from alembic import context
 
+from chatdb import failures
 from chatdb.deploy import locking, online, options, runtime  # noqa: F401 - online: operations
 from chatdb.deploy.online.settings import OnlineOptions
 from chatdb.deploy.reload import ReloadHook
@@ -23,16 +24,6 @@ from models import Base
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
-
-x_args = options.canonical(context.get_x_argument(as_dictionary=True))
-reload_hook = ReloadHook.from_options(x_args)
-config.attributes["reload_hook"] = reload_hook
-
-common_options = dict(
-    target_metadata=Base.metadata,
-    on_version_apply=reload_hook.on_version_apply,
-    **autogen.configure_options(),
-)
 
 
 def run_migrations_offline() -> None:
@@ -84,9 +75,18 @@ def run_migrations_online() -> None:
     config.attributes["reload_hook"].report_sent()
 
 
-if context.is_offline_mode():
-    run_migrations_offline()
-elif runtime.reads_scripts_only(config.cmd_opts):
-    run_without_database()
-else:
-    run_migrations_online()
+with failures.exit_codes(config):
+    x_args = options.canonical(context.get_x_argument(as_dictionary=True))
+    reload_hook = ReloadHook.from_options(x_args)
+    config.attributes["reload_hook"] = reload_hook
+    common_options = dict(
+        target_metadata=Base.metadata,
+        on_version_apply=reload_hook.on_version_apply,
+        **autogen.configure_options(),
+    )
+    if context.is_offline_mode():
+        run_migrations_offline()
+    elif runtime.reads_scripts_only(config.cmd_opts):
+        run_without_database()
+    else:
+        run_migrations_online()

@@ -4,42 +4,53 @@ chatdb up      migrate DATABASE_URL to head; without DATABASE_URL, start (or reu
                a local PostgreSQL in .chatdb/ and migrate that
 chatdb down    stop the local PostgreSQL (--delete also removes its data)
 chatdb access  what anon, authenticated and service_role can do (chatdb.inspect.access)
-chatdb drift   how DATABASE_URL differs from the models (chatdb.inspect.drift)
+chatdb drift   how the database differs from the models (chatdb.inspect.drift)
+
+drift and access read DATABASE_URL, else the running local cluster.
+
+Every subcommand is a function of the parsed arguments that returns its exit code
+(0, or 1 for a finding such as drift) and raises a :class:`chatdb.failures.Failure`
+when it fails: :func:`main` prints ``FAILED: <sentence>`` on stdout and exits with the
+kind's code, the same as ``alembic`` does (docs/failures.md). A new subcommand (say
+``chatdb plan``) registers itself in :func:`build_parser` the same way.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from alembic import command
 from alembic.util import CommandError
 
+from chatdb import database, failures
+from chatdb.deploy import options
 from chatdb.inspect import access, drift
 from chatdb.local import throwaway as local
-from chatdb.local.server import LocalPgError
 from chatdb.project import alembic_config
-from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env, mask_url
-
-log = logging.getLogger("chatdb")
+from chatdb.urls import ENV_VAR
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    # A mistyped -x name is refused before anything happens (no cluster is started).
+    options.canonical(options.from_list(args.x))
     if os.environ.get(ENV_VAR, "").strip():
-        url = database_url_from_env()
-        where = "DATABASE_URL"
+        target = database.from_env()
+        if target.cluster is not None:  # DATABASE_URL is the local cluster: start it
+            local.ensure_running()
+            local.ensure_database(target.cluster)
     else:
         cluster = local.ensure_running()
         local.ensure_database(cluster)
+        target = database.local_target(cluster)
         os.environ[ENV_VAR] = cluster.url(local.DBNAME)
-        url = database_url_from_env()
-        where = f"the local PostgreSQL in {cluster.datadir}"
+    # Said before connecting: nobody migrates a database without a line naming it.
+    print(f"Migrating {target.shown}", flush=True)
     config = alembic_config(x_args=args.x)
+    config.attributes["target"] = target
     command.upgrade(config, "head")
     hook = config.attributes["reload_hook"]
-    print(f"Database: {mask_url(url.set(drivername='postgresql'))}  ({where})")
     if hook.applied:
         print("Applied revisions: " + ", ".join(hook.applied))
     else:
@@ -70,9 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CommandError, DatabaseUrlError, LocalPgError) as exc:
-        print(f"chatdb: {exc}", file=sys.stderr)
-        return 1
+    except CommandError as exc:  # a Failure of a kind; Alembic's own errors: 255
+        return failures.report(exc)
 
 
 if __name__ == "__main__":

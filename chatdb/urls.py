@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from chatdb.failures import BadInput
+
 ENV_VAR = "DATABASE_URL"
 DRIVERNAME = "postgresql+psycopg2"
 ACCEPTED_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
-LOCAL_HINT = "run `chatdb up` for a local throwaway database"
+LOCAL_HINT = "run `./dev up` for a local throwaway database"
 
 
-class DatabaseUrlError(ValueError):
+class DatabaseUrlError(BadInput, ValueError):
     """DATABASE_URL is missing or cannot be used; the message is one sentence."""
 
 

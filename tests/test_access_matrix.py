@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,14 +125,16 @@ def observable(role: str, rows: str) -> str:
 # --------------------------------------------------------------------------- chatdb access
 
 
-def chatdb_access(url: str | None, **extra_env: str) -> subprocess.CompletedProcess:
+def chatdb_access(
+    url: str | None, cwd: Path = ROOT, **extra_env: str
+) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     if url is not None:
         environ["DATABASE_URL"] = url
     environ.update(extra_env)
     return subprocess.run(
         [CHATDB, "access"],
-        cwd=ROOT,
+        cwd=cwd,
         env=environ,
         capture_output=True,
         text=True,
@@ -287,21 +290,25 @@ def test_chatdb_access_never_writes_and_works_on_a_read_only_session(supabase_he
     assert catalog.snapshot(supabase_head_db.conn) == before
 
 
-def test_chatdb_access_without_database_url_says_so():
-    result = chatdb_access(None)
-    assert result.returncode == 1
-    assert result.stdout == ""
-    assert "DATABASE_URL is not set" in result.stderr
+def test_chatdb_access_without_database_url_says_so(tmp_path):
+    """Without DATABASE_URL it reads the local cluster of the project it runs in: here a
+    folder with none (the repository may have one running)."""
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    result = chatdb_access(None, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout.startswith(
+        "FAILED: DATABASE_URL is not set and no local cluster is recorded in .chatdb/: "
+    )
+    assert len(result.stdout.splitlines()) == 1
 
 
 def test_chatdb_access_on_an_unmigrated_database_names_what_is_missing(empty_db):
     result = chatdb_access(empty_db.url)
-    assert result.returncode == 1
-    assert result.stdout == ""
-    assert result.stderr.strip().splitlines() == [
+    assert result.returncode == 4
+    assert result.stdout.splitlines() == [
         (
-            f"chatdb: Cannot read the access matrix at {empty_db.url}: table(s) "
-            "chat_conversations, chat_messages, chat_participants do not exist in schema public: "
-            "migrate the database first (alembic upgrade head)."
+            f"FAILED: Cannot read the access matrix at {empty_db.url} (from DATABASE_URL): "
+            "table(s) chat_conversations, chat_messages, chat_participants do not exist in "
+            "schema public: migrate the database first (alembic upgrade head)."
         )
     ]

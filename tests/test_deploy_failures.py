@@ -1,5 +1,6 @@
 """Issue 3 (4, 5): each way a deploy can fail to reach or use the database, provoked for
-real, prints one sentence (FAILED: ...), no traceback, exits 1 and changes nothing.
+real, prints one sentence (FAILED: ...), no traceback, exits with the code of its
+kind (docs/failures.md) and changes nothing.
 
 Password and SSL failures need a server that asks for them: this module starts its own
 cluster (the shared ones trust every local connection), with a self-signed certificate,
@@ -119,8 +120,8 @@ def refused(*args: str, url: str) -> str:
 def test_connection_refused():
     port = free_port()
     assert refused(url=f"postgresql://postgres@127.0.0.1:{port}/postgres") == (
-        f"FAILED: Cannot connect to postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres: "
-        "nothing listens there; check host and port, or start the server (connection to server "
+        f"FAILED: Cannot connect to postgresql://postgres@127.0.0.1:{port}/postgres "
+        "(from DATABASE_URL): nothing listens there; check host and port, or start the server (connection to server "
         f'at "127.0.0.1", port {port} failed: Connection refused); nothing was changed.'
     )
 
@@ -128,8 +129,8 @@ def test_connection_refused():
 def test_unknown_host():
     line = refused(url="postgresql://postgres@chatdb-nowhere.invalid:5432/postgres")
     assert line.startswith(
-        "FAILED: Cannot connect to postgresql+psycopg2://postgres@chatdb-nowhere.invalid:5432/"
-        "postgres: the host name is unknown; check the host in DATABASE_URL (could not "
+        "FAILED: Cannot connect to postgresql://postgres@chatdb-nowhere.invalid:5432/"
+        "postgres (from DATABASE_URL): the host name is unknown; check the host in DATABASE_URL (could not "
         'translate host name "chatdb-nowhere.invalid" to address:'
     )
 
@@ -137,8 +138,8 @@ def test_unknown_host():
 def test_wrong_password(locked_down):
     line = refused(url=locked_down.url("postgres", "not-the-password"))
     assert line == (
-        f"FAILED: Cannot connect to postgresql+psycopg2://postgres:***@127.0.0.1:"
-        f"{locked_down.port}/chat?sslmode=require: the password was refused; check the "
+        f"FAILED: Cannot connect to postgresql://postgres:***@127.0.0.1:"
+        f"{locked_down.port}/chat?sslmode=require (from DATABASE_URL): the password was refused; check the "
         f'credentials (connection to server at "127.0.0.1", port {locked_down.port} failed: '
         'FATAL:  password authentication failed for user "postgres"); nothing was changed.'
     )
@@ -152,8 +153,8 @@ def test_no_password(locked_down):
 def test_missing_database(server):
     url = f"postgresql://postgres@{server.host}:{server.port}/chatdb_no_such_db"
     assert refused(url=url) == (
-        f"FAILED: Cannot connect to postgresql+psycopg2://postgres@{server.host}:{server.port}/"
-        "chatdb_no_such_db: the database does not exist; check its name at the end of "
+        f"FAILED: Cannot connect to postgresql://postgres@{server.host}:{server.port}/"
+        "chatdb_no_such_db (from DATABASE_URL): the database does not exist; check its name at the end of "
         f'DATABASE_URL (Supabase\'s is postgres) (connection to server at "{server.host}", '
         f'port {server.port} failed: FATAL:  database "chatdb_no_such_db" does not exist); '
         "nothing was changed."
@@ -168,8 +169,8 @@ def test_unknown_role(server):
 def test_server_requiring_ssl(locked_down):
     line = refused(url=locked_down.url("postgres", locked_down.password, sslmode="disable"))
     assert line.startswith(
-        f"FAILED: Cannot connect to postgresql+psycopg2://postgres:***@127.0.0.1:"
-        f"{locked_down.port}/chat?sslmode=disable: the server accepts only SSL connections; "
+        f"FAILED: Cannot connect to postgresql://postgres:***@127.0.0.1:"
+        f"{locked_down.port}/chat?sslmode=disable (from DATABASE_URL): the server accepts only SSL connections; "
         "remove sslmode=disable from DATABASE_URL (or set sslmode=require) ("
     )
     assert line.endswith('database "chat", no encryption); nothing was changed.')
@@ -206,8 +207,8 @@ def test_a_server_that_never_answers_times_out_after_10_seconds():
         port = silent.getsockname()[1]
         line = refused(url=f"postgresql://postgres@127.0.0.1:{port}/postgres")
     assert line.startswith(
-        f"FAILED: Cannot connect to postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres: "
-        "the server did not answer in time; check the address and firewall ("
+        f"FAILED: Cannot connect to postgresql://postgres@127.0.0.1:{port}/postgres "
+        "(from DATABASE_URL): the server did not answer in time; check the address and firewall ("
     )
 
 
@@ -230,9 +231,7 @@ def test_transaction_pooler_override_lets_the_run_connect():
         "allow_transaction_pooler=true",
         url="postgresql://postgres@127.0.0.1:6543/chatdb_no_such_db",
     )
-    assert line.startswith(
-        "FAILED: Cannot connect to postgresql+psycopg2://postgres@127.0.0.1:6543"
-    )
+    assert line.startswith("FAILED: Cannot connect to postgresql://postgres@127.0.0.1:6543")
 
 
 def test_no_traceback_unless_raiseerr():
@@ -240,7 +239,7 @@ def test_no_traceback_unless_raiseerr():
     verbose = alembic_cli("--raiseerr", "upgrade", "head", url=url)
     assert verbose.returncode == 1
     assert "Traceback (most recent call last)" in verbose.stderr
-    assert "alembic.util.exc.CommandError: Cannot connect to" in verbose.stderr
+    assert "chatdb.failures.CannotConnect: Cannot connect to" in verbose.stderr
 
 
 def test_a_bad_option_stops_the_run_before_it_connects(head_db):

@@ -49,9 +49,9 @@ def test_libpq_form_drops_the_driver():
 @pytest.mark.parametrize(
     "raw, words",
     [
-        ("", ["DATABASE_URL is not set", "chatdb up"]),
+        ("", ["DATABASE_URL is not set", "./dev up"]),
         ("   ", ["DATABASE_URL is not set"]),
-        ("mysql://u:secret@h/db", ["DATABASE_URL is malformed", "chatdb up"]),
+        ("mysql://u:secret@h/db", ["DATABASE_URL is malformed", "./dev up"]),
         ("localhost:5432", ["DATABASE_URL is malformed"]),
         ("postgresql://u@h", ["names no database"]),
         ("postgresql://u@h:port/db", ["DATABASE_URL is malformed"]),

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alembic import context
-from alembic.util import CommandError
 from sqlalchemy import text
 
 from chatdb.deploy import options
+from chatdb.failures import Refused
 
 log = logging.getLogger("chatdb.deploy.data_loss")
 
@@ -64,7 +64,7 @@ class Recorder:
         return [d for d in self.dropped if d.held]
 
     def check(self) -> None:
-        """Refuse (a CommandError: the transaction rolls back) if a drop held values,
+        """Refuse (a Refused failure: the transaction rolls back) if a drop held values,
         unless allowed; then warn, listing them, before the run commits."""
         if not self.losses:
             return
@@ -76,7 +76,7 @@ class Recorder:
                 listed,
             )
             return
-        raise CommandError(refusal(self.losses))
+        raise Refused(refusal(self.losses))
 
 
 def refusal(losses: Sequence[Dropped]) -> str:

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from alembic.util import CommandError
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 from sqlalchemy.engine import Connection
@@ -36,6 +35,7 @@ from sqlalchemy.exc import DBAPIError
 
 from chatdb.deploy import options, session
 from chatdb.deploy.options import Duration
+from chatdb.failures import Refused, RolledBack
 
 log = logging.getLogger("chatdb.deploy.locking")
 
@@ -229,7 +229,7 @@ def acquire(
             while not try_lock():
                 now = clock()
                 if opts.migration_lock_wait.ms and now - started > opts.migration_lock_wait.seconds:
-                    raise CommandError(lock_wait_failure(opts, lock_holders(connection)))
+                    raise Refused(lock_wait_failure(opts, lock_holders(connection)))
                 if now - last_report >= REPORT_EVERY_S:
                     last_report = now
                     log.info(
@@ -278,7 +278,7 @@ def with_lock_retries(
             conflict = conflict_of(connection, exc)
             connection.rollback()
             if retry >= opts.lock_retries:
-                raise CommandError(lock_failure(step, conflict, opts, retry + 1)) from None
+                raise RolledBack(lock_failure(step, conflict, opts, retry + 1)) from None
             retry += 1
             delay = opts.backoff(retry)
             log.warning(

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from alembic.util import CommandError
+from chatdb.failures import BadInput
 
 # Every -x name a run accepts, with what it sets (README.md, "Options", says more).
 KNOWN: dict[str, str] = {
@@ -43,17 +43,24 @@ ALIASES: dict[str, str] = {
 }
 
 
+def from_list(x: list[str]) -> dict[str, str]:
+    """``-x`` arguments as Alembic reads them (``get_x_argument(as_dictionary=True)``):
+    ``key=value``, a missing ``=`` giving an empty value; for commands that pass them
+    on to Alembic (chatdb up) and check them first."""
+    return {key: value for key, _, value in (arg.partition("=") for arg in x)}
+
+
 def canonical(x_args: Mapping[str, str]) -> dict[str, str]:
     """``x_args`` with every name checked and aliases replaced by their current name.
 
-    An unknown name is a CommandError naming the closest valid one."""
+    An unknown name is a BadInput naming the closest valid one."""
     out: dict[str, str] = {}
     for name, value in x_args.items():
         current = ALIASES.get(name, name)
         if current not in KNOWN:
-            raise CommandError(unknown_option(name))
+            raise BadInput(unknown_option(name))
         if current in out and out[current] != value:
-            raise CommandError(
+            raise BadInput(
                 f"-x {name}={value!r} contradicts -x {current}={out[current]!r}: give it once."
             )
         out[current] = value
@@ -104,12 +111,12 @@ def duration(x_args: Mapping[str, str], name: str, default: str) -> Duration:
     elif match:
         ms = round(float(match[1]) * _UNIT_MS[match[2]])
     else:
-        raise CommandError(
+        raise BadInput(
             f"-x {name}={raw!r} is not a duration: write it with a unit, e.g. 5s, 500ms "
             "or 2min (0 means no limit)."
         )
     if ms > _MAX_MS:
-        raise CommandError(f"-x {name}={raw!r} is out of range: at most 24 days, or 0.")
+        raise BadInput(f"-x {name}={raw!r} is out of range: at most 24 days, or 0.")
     return Duration(ms, raw.replace(" ", "") if ms else "0 (no limit)")
 
 
@@ -117,7 +124,7 @@ def count(x_args: Mapping[str, str], name: str, default: int) -> int:
     """``-x name=3``: a whole number, 0 or more."""
     raw = x_args.get(name, str(default)).strip()
     if not raw.isdigit():
-        raise CommandError(f"-x {name}={raw!r} is not a whole number (0 or more).")
+        raise BadInput(f"-x {name}={raw!r} is not a whole number (0 or more).")
     return int(raw)
 
 
@@ -133,12 +140,12 @@ def flag(x_args: Mapping[str, str], name: str, *, default: bool = False) -> bool
     word = raw.strip().lower()
     if word in TRUE_WORDS or word in FALSE_WORDS:
         return word in TRUE_WORDS
-    raise CommandError(f"-x {name}={raw!r} is not a boolean: use true or false.")
+    raise BadInput(f"-x {name}={raw!r} is not a boolean: use true or false.")
 
 
 def choice(x_args: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     """``-x name=word``: one of ``choices``."""
     raw = x_args.get(name, default).strip().lower()
     if raw not in choices:
-        raise CommandError(f"-x {name}={raw!r} is not one of {', '.join(choices)}.")
+        raise BadInput(f"-x {name}={raw!r} is not one of {', '.join(choices)}.")
     return raw

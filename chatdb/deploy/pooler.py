@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from alembic.util import CommandError
 from sqlalchemy.engine import URL
 
 from chatdb.deploy.options import flag
+from chatdb.failures import BadInput
 from chatdb.urls import mask_url
 
 TRANSACTION_POOLER_PORT = 6543
@@ -23,10 +23,10 @@ OVERRIDE = "allow_transaction_pooler"
 
 
 def refuse_transaction_pooler(url: URL, x_args: Mapping[str, str]) -> None:
-    """Raise CommandError for a URL on port 6543 unless ``-x allow_transaction_pooler=true``."""
+    """Raise BadInput for a URL on port 6543 unless ``-x allow_transaction_pooler=true``."""
     if url.port != TRANSACTION_POOLER_PORT or flag(x_args, OVERRIDE):
         return
-    raise CommandError(
+    raise BadInput(
         f"DATABASE_URL ({mask_url(url.set(drivername='postgresql'))}) uses port "
         f"{TRANSACTION_POOLER_PORT}, Supabase's transaction-mode pooler, where the migration "
         "lock, SET lock_timeout/statement_timeout and LISTEN/NOTIFY do not survive from one "

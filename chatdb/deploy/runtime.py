@@ -4,7 +4,7 @@ env.py calls :func:`run_online` with a function that runs one attempt (configure
 one transaction, run_migrations). This module connects (refusing the transaction
 pooler, :mod:`chatdb.deploy.pooler`), takes the migration lock and sets the run's timeouts
 (:mod:`chatdb.deploy.locking`), retries the whole attempt when a lock was not available,
-and turns every failure into one sentence (:mod:`chatdb.failures`).
+and turns every failure into one sentence of its kind (:mod:`chatdb.failures`).
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 
-from chatdb.database import APPLICATION_NAME, connect_args, connected
+from chatdb import database
+from chatdb.database import APPLICATION_NAME, Target, connect_args, connected
 from chatdb.deploy import locking, session
 from chatdb.deploy.pooler import refuse_transaction_pooler
 from chatdb.deploy.run import Run
-from chatdb.failures import first_line, statement_failure
+from chatdb.failures import RolledBack, StoppedPartWay, first_line, statement_failure
 from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env
 
 OFFLINE_PLACEHOLDER_URL = "postgresql+psycopg2://offline/placeholder"
@@ -86,19 +86,20 @@ def run_online(
     attempt: Callable[[Connection, Run], T],
 ) -> T:
     """Run ``attempt`` (prepare, configure, one transaction, run_migrations) safely; see
-    the module docstring. Failures become a CommandError of one sentence.
+    the module docstring. Failures become a :class:`chatdb.failures.Failure` of one
+    sentence, of their kind.
 
     A connection passed in ``config.attributes["connection"]`` (tests, embedding
-    tools) is used as it is, once: its owner manages locks and transactions.
+    tools) is used as it is, once: its owner manages locks and transactions. The
+    database is ``config.attributes["target"]`` (a :class:`chatdb.database.Target`:
+    chatdb up passes the local cluster), else DATABASE_URL.
     """
     given = attributes.get("connection")
     if given is not None:
         return attempt(given, Run(given, x_args))
     opts = locking.DeployOptions.from_x(x_args)
-    try:
-        url = database_url_from_env()
-    except DatabaseUrlError as exc:
-        raise CommandError(str(exc)) from None
+    target: Target = attributes.get("target") or database.from_env()
+    url = target.url
     refuse_transaction_pooler(url, x_args)
     running = RunningStep()
     runs: list[Run] = []
@@ -115,7 +116,7 @@ def run_online(
         runs.append(run)
         return attempt(connection, run)
 
-    with connected(url) as connection, running.watching():
+    with connected(target) as connection, running.watching():
         try:
             locking.acquire(connection, opts)
             try:
@@ -126,8 +127,8 @@ def run_online(
                 locking.release(connection)
         except DBAPIError as exc:
             if session.is_disconnect(exc):
-                raise CommandError(lost_server(exc, runs[-1] if runs else None, running.step))
-            raise CommandError(statement_failure(exc, running.step)) from None
+                raise StoppedPartWay(lost_server(exc, runs[-1] if runs else None, running.step))
+            raise RolledBack(statement_failure(exc, running.step)) from None
 
 
 def _watcher(url: URL) -> Connection:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from chatdb.failures import Refused
 from chatdb.inspect import access
 from chatdb.inspect.access import ALL, FILTERED, NONE, PUBLIC, REFUSED, Cell, format_through
 
@@ -114,7 +114,7 @@ class Guard:
         ]
 
     def check(self, connection: Connection, when: str = "before it commits") -> None:
-        """Fail the run (a CommandError: its transaction rolls back) if it widened a
+        """Fail the run (a Refused failure: its transaction rolls back) if it widened a
         cell, unless allowed; then log each widened cell."""
         found = self.widened(connection)
         if not found:
@@ -123,7 +123,7 @@ class Guard:
             for cell in found:
                 log.warning("-x %s=true: access widened: %s", OVERRIDE, cell)
             return
-        raise CommandError(
+        raise Refused(
             f"The run would widen what anon, authenticated or PUBLIC can do on tables that "
             f"existed before it ({when}), in {len(found)} cell(s): "
             + "; ".join(map(str, found))

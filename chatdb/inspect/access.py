@@ -33,13 +33,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from chatdb.database import read_only
-from chatdb.failures import first_line
+from chatdb.failures import Refused, RolledBack, first_line
 
 if TYPE_CHECKING:
     from models.entities import Policy
@@ -166,8 +165,9 @@ def _needed_privileges(command: str) -> tuple[str, ...]:
     return (command,) if command in ("SELECT", "INSERT") else ("SELECT", command)
 
 
-class AccessError(CommandError):
-    """The database cannot be described: a chat table or an API role is missing."""
+class AccessError(Refused):
+    """The database cannot be described: a chat table or an API role is missing (what
+    the command needs is not there: refused, exit code 4)."""
 
 
 # The pseudo-role of privileges granted to PUBLIC and policies without a TO clause: what
@@ -428,14 +428,15 @@ def render(cells: Sequence[Cell], where: str) -> str:
 
 
 def read_matrix_from_env() -> tuple[list[Cell], str]:
-    """Connect to DATABASE_URL, read the matrix in a READ ONLY transaction, roll back."""
+    """Connect to DATABASE_URL (else the running local cluster), read the matrix in a
+    READ ONLY transaction, roll back."""
     with read_only(APPLICATION_NAME) as (connection, where):
         try:
             return matrix(connection), where
         except AccessError as exc:
-            raise CommandError(f"Cannot read the access matrix at {where}: {exc}.") from None
+            raise AccessError(f"Cannot read the access matrix at {where}: {exc}.") from None
         except DBAPIError as exc:
-            raise CommandError(
+            raise RolledBack(
                 f"Cannot read the access matrix at {where}: {first_line(exc)}."
             ) from None
 
@@ -451,6 +452,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     access = sub.add_parser(
         "access",
         help="print what anon, authenticated and service_role can do to the chat tables "
-        "at DATABASE_URL (read-only)",
+        "at DATABASE_URL, else the running local cluster (read-only)",
     )
     access.set_defaults(func=cmd_access)

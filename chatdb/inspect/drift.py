@@ -1,4 +1,7 @@
-"""``chatdb drift``: how far the database at DATABASE_URL has drifted from the code.
+"""``chatdb drift``: how far a database has drifted from the code.
+
+The database is DATABASE_URL's, else the running local cluster in .chatdb/
+(:func:`chatdb.database.for_inspection`); the report says which.
 
 It is ``alembic check`` in plain words, and read-only: it runs the project's env.py
 (so it compares exactly what autogenerate compares: the models, ``models.DECLARED``
@@ -7,8 +10,9 @@ READ ONLY, so PostgreSQL itself refuses any write. It needs no ``alembic_version
 table and works at any revision, so it can be pointed at a production database that
 was never migrated by Alembic.
 
-Exit status: 0 when the database matches the code, 1 when it drifted, 2 when it could
-not be checked (no or bad DATABASE_URL, unreachable server).
+Exit status: 0 when the database matches the code, 1 when it drifted (a finding);
+when it could not check, ``FAILED: <sentence>`` and the code of the failure's kind
+(:mod:`chatdb.failures`: 2 no or bad DATABASE_URL, 3 cannot connect, ...).
 """
 
 from __future__ import annotations
@@ -21,17 +25,15 @@ from alembic.autogenerate import produce_migrations
 from alembic.operations import ops
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import CompileError, DBAPIError
 
 from chatdb.database import read_only
-from chatdb.failures import first_line
+from chatdb.failures import Finding, RolledBack, first_line
 from chatdb.project import alembic_config
-from chatdb.urls import DatabaseUrlError
 
-CLEAN, DRIFTED, NOT_CHECKED = 0, 1, 2
+CLEAN, DRIFTED = 0, Finding.exit_code
 APPLICATION_NAME = "chatdb drift"
 FUNCTIONS_GROUP = "functions"
 
@@ -39,23 +41,24 @@ FUNCTIONS_GROUP = "functions"
 def add_parser(subparsers: Any) -> None:
     """The ``drift`` subcommand of ``chatdb``."""
     parser = subparsers.add_parser(
-        "drift", help="report how DATABASE_URL differs from the models (read-only)"
+        "drift",
+        help="report how DATABASE_URL (else the running local cluster) differs from the "
+        "models (read-only)",
     )
     parser.set_defaults(func=lambda args: main())
 
 
-def main(out: TextIO | None = None, err: TextIO | None = None) -> int:
-    out, err = out or sys.stdout, err or sys.stderr
-    try:
-        with read_only(APPLICATION_NAME) as (connection, shown):
-            try:
-                script = compare(connection)
-            except DBAPIError as exc:
-                print(f"chatdb drift: reading {shown} failed: {first_line(exc)}.", file=err)
-                return NOT_CHECKED
-    except (DatabaseUrlError, CommandError) as exc:
-        print(f"chatdb drift: {exc}", file=err)
-        return NOT_CHECKED
+def main(out: TextIO | None = None) -> int:
+    """Print the report; 0 clean, 1 drifted. A failure to check is raised (a
+    :class:`chatdb.failures.Failure`), for ``chatdb``'s main to print and exit with."""
+    out = out or sys.stdout
+    with read_only(APPLICATION_NAME) as (connection, shown):
+        try:
+            script = compare(connection)
+        except DBAPIError as exc:
+            raise RolledBack(
+                f"Reading {shown} failed: {first_line(exc)}; nothing was changed."
+            ) from None
     groups = describe(script.upgrade_ops)
     print(report(shown, groups), file=out)
     return DRIFTED if groups else CLEAN

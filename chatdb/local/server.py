@@ -17,12 +17,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatdb.failures import CannotConnect
+
 SERVER_USER_ENV = "CHATDB_PG_USER"
 SUPERUSER = "postgres"
 
 
-class LocalPgError(RuntimeError):
-    """The local cluster could not be created, started or stopped."""
+class LocalPgError(CannotConnect, RuntimeError):
+    """The local cluster could not be created, started or stopped: no database to
+    work on (exit code 3, like a server that cannot be reached)."""
 
 
 def bindir() -> Path:

@@ -68,9 +68,7 @@ def stop(*, delete: bool = False) -> str:
         return "No local PostgreSQL recorded in .chatdb/: nothing to stop."
     cluster.stop()
     if not delete:
-        return (
-            f"Stopped the local PostgreSQL in {cluster.datadir} (data kept; `chatdb up` reuses it)."
-        )
+        return f"Stopped the local PostgreSQL in {cluster.datadir} (data kept; `./dev up` starts it again)."
     shutil.rmtree(cluster.datadir, ignore_errors=True)
     link = state_dir() / "pgdata"
     if link.is_symlink():

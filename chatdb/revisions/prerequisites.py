@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from chatdb.failures import Refused
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def unrepairable(connection: Connection) -> list[str]:
     ]
 
 
-class MissingPrerequisites(CommandError):
+class MissingPrerequisites(Refused):
     """Raised before 004 changes anything when something it depends on is absent."""
 
     def __init__(self, names: list[str]) -> None:

@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from chatdb.deploy import session
 from chatdb.deploy.locking import Holder, shorten
+from chatdb.failures import StoppedPartWay
 
 log = logging.getLogger("chatdb.deploy.online")
 
@@ -45,7 +45,7 @@ WATCH_EVERY_S = 5.0
 LOCK_NOT_AVAILABLE, DEADLOCK = "55P03", "40P01"
 
 
-class OnlineStepFailed(CommandError):
+class OnlineStepFailed(StoppedPartWay):
     """An online step failed; the steps committed before it are kept."""
 
 

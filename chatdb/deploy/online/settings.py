@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from alembic.util import CommandError
-
 from chatdb.deploy import options
+from chatdb.failures import BadInput
 
 MODES = ("auto", "always", "never")
 # The transactional path holds ACCESS EXCLUSIVE for about 21 us per row of
@@ -37,13 +36,13 @@ class OnlineOptions:
     @classmethod
     def from_x(cls, x_args: Mapping[str, str]) -> OnlineOptions:
         """Read the options (already checked by options.canonical); a bad value is a
-        CommandError naming the option."""
+        BadInput naming the option."""
         first = options.count(x_args, "online_batch_size", DEFAULT_FIRST_BATCH)
         if first < 1:
-            raise CommandError("-x online_batch_size=0 is not a batch: use 1 or more rows.")
+            raise BadInput("-x online_batch_size=0 is not a batch: use 1 or more rows.")
         batch_ms = options.count(x_args, "online_batch_ms", DEFAULT_BATCH_MS)
         if batch_ms < 1:
-            raise CommandError("-x online_batch_ms=0 is not a duration: use 1 or more.")
+            raise BadInput("-x online_batch_ms=0 is not a duration: use 1 or more.")
         return cls(
             mode=options.choice(x_args, "online", MODES, "auto"),
             threshold=options.count(x_args, "online_threshold", DEFAULT_THRESHOLD),
@@ -56,7 +55,7 @@ class OnlineOptions:
         """``--sql`` writes the transactional path: the online one reads the tables to
         batch and resume, so it has no script form."""
         if self.mode == "always":
-            raise CommandError(
+            raise BadInput(
                 "-x online=always cannot be rendered with --sql: the online path reads the "
                 "tables to batch and resume; drop the option or run without --sql."
             )
