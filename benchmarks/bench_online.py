@@ -78,7 +78,7 @@ OPERATIONS = {
     "VALUES (%s, 'customer', 'hello')",
 }
 
-# A line the deploy logs about a step's duration: "INFO  [chatdb.deploy.x] ... in 1.23 s".
+# A line the deploy logs about a step's duration: "INFO [chatdb.deploy.x] ... in 1.23 s".
 TIMED_LOG_LINE = re.compile(r"\[chatdb\.deploy(?:\.[\w.]+)?\] .* in \d+(?:\.\d+)? s\b")
 
 

@@ -91,9 +91,9 @@ def test_a_natural_policy_round_trips_and_autogenerate_warns_it_changes_nothing(
         '#   "Service role full access to conversations".',
     ]
     assert log_lines(result.stderr) == [
-        "INFO  [chatdb.schema.autogen] Access changes for anon and authenticated: none",
+        "INFO [chatdb.schema.autogen] Access changes for anon and authenticated: none",
         (
-            f'WARNI [chatdb.schema.autogen] policy "{CUSTOMERS_OWN}" on chat_conversations (new) '
+            f'WARNING [chatdb.schema.autogen] policy "{CUSTOMERS_OWN}" on chat_conversations (new) '
             "changes no access cell of anon or authenticated: other policies already let anon and "
             'authenticated read every row: "Customers can view own conversations", '
             '"Service role full access to conversations".'
@@ -146,10 +146,10 @@ def test_scoping_a_policy_to_service_role_lists_the_cells_it_closes(project, hea
         "#   authenticated chat_messages DELETE: all -> none (no policy)",
     ]
     assert log_lines(result.stderr) == [
-        "INFO  [chatdb.schema.autogen] Access changes for anon and authenticated: 2 cell(s)",
-        "INFO  [chatdb.schema.autogen]   anon chat_messages DELETE: all -> none (no policy)",
+        "INFO [chatdb.schema.autogen] Access changes for anon and authenticated: 2 cell(s)",
+        "INFO [chatdb.schema.autogen]   anon chat_messages DELETE: all -> none (no policy)",
         (
-            "INFO  [chatdb.schema.autogen]   authenticated chat_messages DELETE: all -> none "
+            "INFO [chatdb.schema.autogen]   authenticated chat_messages DELETE: all -> none "
             "(no policy)"
         ),
     ]

@@ -56,7 +56,7 @@ def test_queued_deploys_say_they_wait_and_who_for_then_run_one_at_a_time(empty_d
     for err in stderrs:
         waits = [line for line in err.splitlines() if "waiting for it" in line]
         expected = (
-            "INFO  [chatdb.deploy.locking] Another deploy holds the migration lock: process "
+            "INFO [chatdb.deploy.locking] Another deploy holds the migration lock: process "
             f"{holder.pid} (application 'test blocker', idle in transaction, query: {TAKE_LOCK}); "
             "waiting for it, at most 10min (-x migration_lock_wait)"
         )

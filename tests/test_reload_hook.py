@@ -122,7 +122,7 @@ def test_one_log_line_names_the_channel(empty_db):
     lines = [line for line in result.stderr.splitlines() if "reload" in line.lower()]
     assert lines == [
         (
-            "INFO  [chatdb.deploy.reload] PostgREST schema reload sent: NOTIFY on channel 'api' "
+            "INFO [chatdb.deploy.reload] PostgREST schema reload sent: NOTIFY on channel 'api' "
             "with payload 'reload schema'"
         )
     ]
