@@ -115,6 +115,38 @@ def next_revision_id(existing_ids: list[str]) -> str:
     return f"{max(numbers, default=0) + 1:03d}"
 
 
+_SLUG_WORD = re.compile(r"\w+")  # Alembic's own words (alembic.script.base._slug_re)
+
+
+def slug(message: str | None, limit: int) -> str:
+    """A new revision file's slug: the message's words, lower-cased and joined by ``_``
+    as Alembic makes it, but cut after the last whole word that fits in ``limit``
+    characters. (Alembic cuts at the last ``_`` before the limit, which may be inside
+    a name like ``chat_messages``, and appends a ``_``.) A first word longer than the
+    limit is cut at the limit."""
+    words = [word.lower() for word in _SLUG_WORD.findall(message or "")]
+    kept: list[str] = []
+    for word in words:
+        if len("_".join([*kept, word])) > limit:
+            break
+        kept.append(word)
+    if not kept and words:
+        return words[0][:limit].rstrip("_")
+    return "_".join(kept)
+
+
+def name_file_by_whole_words(context: Any, message: str | None) -> None:
+    """Make the new revision's file name use :func:`slug`: Alembic computes the name
+    from ``file_template`` (``%(rev)s_%(slug)s``) of the ScriptDirectory this command
+    writes with, so the slug is put into that template (of this command's instance
+    only), with ``truncate_slug_length`` as the limit."""
+    directory = getattr(context, "script", None)
+    template = getattr(directory, "file_template", None)
+    words = slug(message, getattr(directory, "truncate_slug_length", None) or 40)
+    if template and "%(slug)s" in template and words:
+        directory.file_template = template.replace("%(slug)s", words.replace("%", "%%"))
+
+
 def command_name(context: Any) -> str | None:
     """The Alembic command running (``check``, ``revision``...): the command line's
     (``config.cmd_opts.cmd``); through Alembic's Python API, the command function whose
@@ -131,8 +163,9 @@ def command_name(context: Any) -> str | None:
 
 def process_revision_directives(context: Any, revision: Any, directives: list[Any]) -> None:
     """``alembic check``: fail in the words of ``chatdb drift``. A new revision: the next
-    sequential id unless the user chose one (--rev-id), and, when it changes policies,
-    grants or row level security, what it does to access (chatdb.schema.access_report)."""
+    sequential id unless the user chose one (--rev-id), a file name cut at a whole word
+    (:func:`slug`), and, when it changes policies, grants or row level security, what it
+    does to access (chatdb.schema.access_report)."""
     if not directives:
         return
     script = directives[0]
@@ -144,6 +177,8 @@ def process_revision_directives(context: Any, revision: Any, directives: list[An
 
         scripts = ScriptDirectory.from_config(context.config)
         script.rev_id = next_revision_id([rev.revision for rev in scripts.walk_revisions()])
+    if len(directives) == 1:
+        name_file_by_whole_words(context, script.message)
     if context.connection is not None:
         from chatdb.schema import access_report
 
