@@ -4,8 +4,9 @@ Revision ID: 004
 Revises: 000
 Create Date: 2026-11-25
 
-Why: replicates the hand-run ``004_chat_system.sql`` exactly, objects and names
-included, weak policies as they ran in production (hardening is a later revision).
+Why: replicates the hand-run ``004_chat_system.sql`` (kept as
+``tests/sql/original_004_chat_system.sql``) exactly, objects and names included, weak
+policies as they ran in production (hardening is a later revision).
 
 Behaviour on a database where the hand-run SQL already ran (adoption): it succeeds
 and changes nothing. Tables and indexes use IF NOT EXISTS, policies are replaced

@@ -6,7 +6,8 @@ Create Date: 2026-11-25
 
 Why: production's chat_conversations was first made by an older script without
 customer_id (or with it nullable and NULL rows). The hand-run
-``008_fix_chat_conversations_customer_id.sql`` repaired it, but wrapped the backfill
+``008_fix_chat_conversations_customer_id.sql`` (kept as
+``tests/sql/original_008_fix_customer_id.sql``) repaired it, but wrapped the backfill
 and SET NOT NULL in a block that turned every error into a NOTICE, so a failed
 backfill passed silently. Here every error fails the run.
 
