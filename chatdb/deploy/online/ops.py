@@ -99,15 +99,6 @@ def _index_columns(index: Any) -> list[str]:
     return names
 
 
-def _index_state(operations: Operations, name: str) -> str | None:
-    valid = _scalar(
-        operations,
-        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)",
-        i=qualified(name),
-    )
-    return None if valid is None else ("valid" if valid else "invalid")
-
-
 @Operations.implementation_for(alembic_ops.CreateIndexOp, replace=True)
 def create_index(operations: Operations, operation: alembic_ops.CreateIndexOp) -> None:
     context = operations.migration_context
@@ -137,12 +128,27 @@ def create_index(operations: Operations, operation: alembic_ops.CreateIndexOp) -
         return
     if state.phase == PLAN and state.covered(("index", name)):
         return
-    current = _index_state(operations, name)
-    if current == "valid":
-        return
-    if current == "invalid":  # left by an interrupted concurrent build
-        _execute(operations, f"DROP INDEX {qualified(name)}")
-    _execute(operations, create)
+    # One round trip, and no lock at all when a valid index is there (CREATE INDEX IF
+    # NOT EXISTS would lock the table before it looks): the run's transaction holds
+    # every lock it takes until it commits.
+    _execute(
+        operations,
+        server_side(
+            f"IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = "
+            f"to_regclass('{qualified(name)}') AND NOT indisvalid) THEN",
+            f"  DROP INDEX {qualified(name)};  -- INVALID: an interrupted concurrent build",
+            "END IF;",
+            f"IF to_regclass('{qualified(name)}') IS NULL THEN",
+            f"  {create};",
+            "END IF;",
+        ),
+    )
+
+
+def server_side(*lines: str) -> str:
+    """A DO block of ``lines``: a decision taken by the server, in one round trip."""
+    body = "\n".join(f"  {line}" for line in lines)
+    return f"DO $$\nBEGIN\n{body}\nEND $$"
 
 
 # --------------------------------------------------------------------------- columns
@@ -225,9 +231,13 @@ def _nullable(operations: Operations, table: str, column: str) -> bool:
 
 def set_not_null(operations: Operations, table: str, column: str) -> None:
     """SET NOT NULL, then drop the temporary check of the online path if there is one:
-    with that check valid, PostgreSQL 12+ sets NOT NULL without scanning the table."""
-    offline = _offline(operations)
-    if offline or _nullable(operations, table, column):
+    with that check valid, PostgreSQL 12+ sets NOT NULL without scanning the table.
+    In a run, one round trip that takes no lock when there is nothing to do; with
+    ``--sql``, the plain statements, each with its lint note."""
+    check = check_name(table, column)
+    set_sql = f"ALTER TABLE {qualified(table)} ALTER COLUMN {column} SET NOT NULL"
+    drop_sql = f"ALTER TABLE {qualified(table)} DROP CONSTRAINT IF EXISTS {check}"
+    if _offline(operations):
         _execute(
             operations,
             lint.ignore(
@@ -235,21 +245,29 @@ def set_not_null(operations: Operations, table: str, column: str) -> None:
                 "a large table has a validated CHECK (column IS NOT NULL) by now (online "
                 "path): no scan; a small one scans in milliseconds",
             )
-            + f"ALTER TABLE {qualified(table)} ALTER COLUMN {column} SET NOT NULL",
+            + set_sql,
         )
-    check = check_name(table, column)
-    if offline or _scalar(
-        operations,
-        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(:t) "
-        "AND conname = :n)",
-        t=qualified(table),
-        n=check,
-    ):
         _execute(
             operations,
             lint.ignore("ban-drop-constraint", "the online path's temporary check; NOT NULL holds")
-            + f"ALTER TABLE {qualified(table)} DROP CONSTRAINT IF EXISTS {check}",
+            + drop_sql,
         )
+        return
+    _execute(
+        operations,
+        server_side(
+            "IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+            f"to_regclass('{qualified(table)}')",
+            f"           AND attname = '{column}' AND NOT attnotnull AND NOT attisdropped) THEN",
+            f"  {set_sql};",
+            "END IF;",
+            "IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = "
+            f"to_regclass('{qualified(table)}')",
+            f"           AND conname = '{check}') THEN",
+            f"  {drop_sql};",
+            "END IF;",
+        ),
+    )
 
 
 def _type_sql(operations: Operations, type_: Any) -> str:
@@ -429,13 +447,17 @@ def backfill(operations: Operations, operation: BackfillOp) -> None:
             )
         return
     if state.covered(("backfill", table, column)):
-        if state.phase != PLAN:
+        if state.phase != PLAN:  # pass 1 did it: remove its helper, if it installed one
             function, _ = fill_helper_names(table, column)
-            if _scalar(
-                operations, "SELECT to_regprocedure(:f) IS NOT NULL", f=f"public.{function}()"
-            ):
-                for sql in fill_trigger_sql_drop(table, column):
-                    _execute(operations, sql)
+            drops = [f"  {sql};" for sql in fill_trigger_sql_drop(table, column)]
+            _execute(
+                operations,
+                server_side(
+                    f"IF to_regprocedure('public.{function}()') IS NOT NULL THEN",
+                    *drops,
+                    "END IF;",
+                ),
+            )
         return
     _execute(operations, update)
 
