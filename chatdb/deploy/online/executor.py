@@ -89,12 +89,20 @@ class Executor:
         yield
         log.info("online: %s in %.2f s", what, time.perf_counter() - started)
 
+    @contextmanager
+    def doing(self, what: str) -> Iterator[None]:
+        """Name a statement of the step while it runs; a failure names it, a success
+        gives the step its name back (later failures in the step are the step's)."""
+        outer, self.step = self.step, what
+        yield
+        self.step = outer
+
     def catalog(self, what: str, *statements: str) -> None:
         """Statements that need a strong lock only to change the catalog, under the short
         lock_timeout; a lock timeout is retried. Sent as one query string, which
         PostgreSQL runs as one transaction (the connection is in autocommit mode)."""
-        self.step = what
-        self.retrying(what, lambda: self.connection.exec_driver_sql(";\n".join(statements)))
+        with self.doing(what):
+            self.retrying(what, lambda: self.connection.exec_driver_sql(";\n".join(statements)))
 
     def retrying(self, what: str, action: Callable[[], Any]) -> Any:
         """Run ``action`` under the short lock_timeout; on a lock timeout wait and try
@@ -123,8 +131,8 @@ class Executor:
     def long(self, what: str, sql: str) -> None:
         """A statement that blocks no client but may run and wait for long: no timeouts,
         and a watcher that says what it waits for."""
-        self.step = what
         with (
+            self.doing(what),
             session.setting(self.connection, "statement_timeout", "0"),
             session.setting(self.connection, "lock_timeout", "0"),
             self._watching(what),
@@ -151,7 +159,8 @@ class Executor:
             holder = self._holder(pid, queries.get(str(pid)))
             sides.append(str(holder))
         other = "; ".join(sides) or "another process (PostgreSQL gave no detail)"
-        ours = shorten(queries.get(str(self.pid)) or exc.statement or "")
+        # Without the -- comments (squawk's notes) that precede some statements.
+        ours = shorten(re.sub(r"--[^\n]*", "", queries.get(str(self.pid)) or exc.statement or ""))
         return (
             f"{self.step} deadlocked with {other}, while this run (process {self.pid}) ran: "
             f"{ours}; PostgreSQL cancelled this run's statement"
