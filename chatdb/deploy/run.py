@@ -54,9 +54,10 @@ class Run:
         self.access = widening.Guard(options.flag(x_args, widening.OVERRIDE))
         self.executor = Executor(connection, open_watcher=open_watcher)
         self.active = False
-        # Where the attempt is, for a failure's sentence: online (pass 1), transaction
-        # (pass 2), commit (guards passed, the reload NOTIFY and COMMIT follow).
-        self.stage = "transaction"
+        # Where the attempt is, for a failure's sentence: prepare (reading, before pass 1),
+        # online (pass 1), transaction (pass 2), commit (guards passed, the reload NOTIFY
+        # and COMMIT follow).
+        self.stage = "prepare"
 
     def context_options(self) -> dict[str, Any]:
         """Options for ``context.configure``: the operations of chatdb.deploy.online.ops

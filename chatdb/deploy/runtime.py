@@ -126,7 +126,9 @@ def run_online(
                 locking.release(connection)
         except DBAPIError as exc:
             if session.is_disconnect(exc):
-                raise CommandError(lost_server(exc, runs[-1] if runs else None, running.step))
+                raise CommandError(
+                    lost_server(exc, runs[-1] if runs else None, running.step)
+                ) from None
             raise CommandError(statement_failure(exc, running.step)) from None
 
 
@@ -147,22 +149,27 @@ def lost_server(exc: DBAPIError, run: Run | None, step: str | None) -> str:
     reason = first_line(exc)
     if run is None:
         where, kept = "while it waited for the migration lock", "nothing was changed"
+    elif run.stage == "prepare":
+        where, kept = "while it read the database, before changing it", "nothing was changed"
     elif run.stage == "online":
-        done = [key for key in run.online.executed] if run.online else []
         where = f"during the online step {run.executor.step}"
         kept = (
-            f"the {len(done)} online step(s) committed before it are kept"
-            if done
+            "the online work committed before it is kept (each online statement, and each "
+            "batch of a backfill, commits as it goes)"
+            if run.executor.committed
             else "nothing was changed"
         )
+    elif run.stage == "commit" and (exc.statement or "").startswith("NOTIFY"):
+        where = "while it sent the PostgREST reload NOTIFY, before its COMMIT"
+        kept = "the run's transaction was rolled back, so nothing of it was kept"
     elif run.stage == "commit":
         where = "while the run's transaction committed"
         kept = "whether that commit happened is unknown (both are safe)"
     else:
         where = f"in the run's transaction ({step or 'before the first revision'})"
         kept = "the transaction was rolled back, so nothing of it was kept"
-        if run.online and run.online.executed:
-            kept += f"; the {len(run.online.executed)} online step(s) it committed before are kept"
+    if run is not None and run.stage != "online" and run.executor.committed:
+        kept += "; the online steps it committed before that transaction are kept"
     return (
         f"The server went away {where} ({reason}); {kept}: re-run `alembic upgrade head` "
         "once the server is back; it finishes the job (or finds nothing to do)."

@@ -63,6 +63,9 @@ class Executor:
         self.open_watcher = open_watcher
         self.sleep = sleep
         self.step = "the start"
+        # Statements of the online path that succeeded (each committed at once): after
+        # a lost connection, whether the run had changed anything yet.
+        self.committed = 0
         self._pid: int | None = None
 
     # ------------------------------------------------------------------ reading
@@ -142,11 +145,13 @@ class Executor:
     def guarded(self, action: Callable[[], Any]) -> Any:
         """Run ``action``; a deadlock becomes one sentence naming both sides."""
         try:
-            return action()
+            result = action()
         except DBAPIError as exc:
             if _code(exc) == DEADLOCK:
                 raise OnlineStepFailed(self.deadlock_sentence(exc)) from None
             raise
+        self.committed += 1
+        return result
 
     # ------------------------------------------------------------------ deadlocks
 
