@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -64,7 +65,7 @@ class RunningStep(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg == "Running %s" and record.args:
-            self.step = getattr(record.args[0], "short_log", str(record.args[0]))
+            self.step = named_base(getattr(record.args[0], "short_log", str(record.args[0])))
 
     @contextmanager
     def watching(self) -> Iterator[None]:
@@ -78,6 +79,12 @@ class RunningStep(logging.Handler):
         finally:
             logger.removeHandler(self)
             logger.setLevel(previous_level)
+
+
+def named_base(short_log: str) -> str:
+    """Alembic's short description of a step, with base named where it leaves a blank:
+    "upgrade  -> 000" is "upgrade base -> 000", "downgrade 000 -> " is "... -> base"."""
+    return re.sub(r" -> $", " -> base", re.sub(r"^(\S+)  -> ", r"\1 base -> ", short_log))
 
 
 def run_online(
