@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from chatdb.database import APPLICATION_NAME, connect_args, connected
 from chatdb.deploy import locking, session
+from chatdb.deploy.online.executor import DEADLOCK
 from chatdb.deploy.pooler import refuse_transaction_pooler
 from chatdb.deploy.run import Run
 from chatdb.failures import first_line, statement_failure
@@ -136,6 +137,8 @@ def run_online(
                 raise CommandError(
                     lost_server(exc, runs[-1] if runs else None, running.step)
                 ) from None
+            if runs and getattr(exc.orig, "pgcode", None) == DEADLOCK:
+                raise CommandError(deadlock_failure(exc, runs[-1], running.step)) from None
             raise CommandError(statement_failure(exc, running.step)) from None
 
 
@@ -148,6 +151,17 @@ def _watcher(url: URL) -> Connection:
         isolation_level="AUTOCOMMIT",
     )
     return engine.connect()
+
+
+def deadlock_failure(exc: DBAPIError, run: Run, step: str | None) -> str:
+    """One sentence for a run's transaction that PostgreSQL cancelled to break a
+    deadlock: both sides named (asked once the run has rolled back and let go of the
+    migration lock, while the other side is usually still there)."""
+    where = f"Migration step ({step})" if step else "The migration run"
+    return (
+        f"{run.executor.deadlock_sentence(exc, where)}; the run was rolled back and the "
+        "database is as it was: end or wait out that transaction, then re-run."
+    )
 
 
 def lost_server(exc: DBAPIError, run: Run | None, step: str | None) -> str:

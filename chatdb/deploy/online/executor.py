@@ -155,7 +155,8 @@ class Executor:
 
     # ------------------------------------------------------------------ deadlocks
 
-    def deadlock_sentence(self, exc: DBAPIError) -> str:
+    def deadlock_sentence(self, exc: DBAPIError, where: str | None = None) -> str:
+        """``where`` (default: the online step) deadlocked with whom, running what."""
         detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None) or ""
         queries = dict(re.findall(r"^Process (\d+): (.*)$", detail, re.MULTILINE))
         others = sorted({int(p) for p in re.findall(r"Process (\d+)", detail)} - {self.pid})
@@ -167,7 +168,7 @@ class Executor:
         # Without the -- comments (squawk's notes) that precede some statements.
         ours = shorten(re.sub(r"--[^\n]*", "", queries.get(str(self.pid)) or exc.statement or ""))
         return (
-            f"{self.step} deadlocked with {other}, while this run (process {self.pid}) ran: "
+            f"{where or self.step} deadlocked with {other}, while this run (process {self.pid}) ran: "
             f"{ours}; PostgreSQL cancelled this run's statement"
         )
 
