@@ -233,6 +233,7 @@ def test_a_deadlock_fails_the_run_once_naming_both_sides(make_db):
         r"head` to finish\.",
         line,
     ), line
+    print(line)
     assert not [x for x in deploy.lines if "deadlock" in x or "attempt" in x], deploy.log
 
     db.conn.execute(f'ALTER DATABASE "{db.conn.info.dbname}" RESET deadlock_timeout')
@@ -240,6 +241,43 @@ def test_a_deadlock_fails_the_run_once_naming_both_sides(make_db):
     assert rerun.finish() == 0, rerun.log
     assert "is INVALID (an interrupted concurrent build)" in rerun.log
     repaired(db, before)
+
+
+def test_a_deadlock_in_the_runs_transaction_names_both_sides(make_db):
+    """The transactional path: the run has read alembic_version and waits to alter
+    chat_conversations, which a client reads; the client then asks to lock
+    alembic_version. PostgreSQL cancels the run's statement; the run says who with."""
+    db = make_db()
+    db.conn.execute(f"ALTER DATABASE \"{db.url.rsplit('/', 1)[1]}\" SET deadlock_timeout = '3s'")
+    before = dump(db.url)
+    with psycopg.connect(db.url, application_name="test client") as client:
+        client_pid = client.info.backend_pid
+        client.execute("SET deadlock_timeout = '10min'")
+        client.execute("SELECT count(*) FROM chat_conversations")
+        deploy = Deploy(db.url, "-x", "online=never", "-x", "lock_retries=0")
+        run_pid = wait_until(
+            lambda: db.scalar(
+                "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE NOT l.granted AND a.application_name = 'chatdb migrate' "
+                "AND l.relation = 'chat_conversations'::regclass"
+            ),
+            "the run's transaction waits for chat_conversations",
+        )
+        client.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        assert deploy.finish() != 0
+        client.rollback()
+    line = deploy.failure
+    assert re.fullmatch(
+        r"FAILED: Migration step \(upgrade 004 -> 008\) deadlocked with process "
+        rf"{client_pid} \(application 'test client', (active|idle in transaction), query: "
+        r"LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE\), while this run \(process "
+        rf"{run_pid}\) ran: ALTER TABLE public\.chat_conversations ADD COLUMN IF NOT EXISTS "
+        r"customer_id TEXT; PostgreSQL cancelled this run's statement; the run was rolled back "
+        r"and the database is as it was: end or wait out that transaction, then re-run\.",
+        line,
+    ), line
+    print(line)
+    assert dump(db.url) == before
 
 
 # --------------------------------------------------------------------------- 13.4
