@@ -22,8 +22,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlalchemy.exc import DBAPIError
 
+from chatdb.deploy import session
 from chatdb.deploy.locking import LOCK_KEY
+from chatdb.deploy.reload import notify_statement
+from chatdb.deploy.run import Run
+from chatdb.deploy.runtime import lost_server
 from chatdb.local.server import Cluster, as_server_user, bindir, free_port, give_to_server_user
 from chatdb.project import alembic_config
 from tests.deploying import Deploy, dump, wait_until
@@ -455,6 +461,39 @@ def test_the_server_crashes_during_the_concurrent_index_build(crashable, crash_d
     )
     rerun_sends_one_reload(db)
     repaired(db, rows)
+
+
+def test_a_connection_lost_at_the_notify_or_the_commit_says_what_that_means(make_db):
+    """The NOTIFY and the COMMIT are the run's last two statements, too quick to be hit
+    from outside: the sentence is checked on a real lost connection, a session ended by
+    the server, whose next statement is the NOTIFY."""
+    db = make_db(100)
+    engine = create_engine(db.url.replace("postgresql://", "postgresql+psycopg2://"))
+    try:
+        with engine.connect() as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            db.scalar("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(DBAPIError) as lost:
+                connection.exec_driver_sql(notify_statement("pgrst"))
+            assert session.is_disconnect(lost.value)
+            run = Run(connection, {})
+            run.stage = "commit"
+            at_notify = lost_server(lost.value, run, "upgrade 004 -> 008")
+            lost.value.statement = None  # as when COMMIT itself fails
+            at_commit = lost_server(lost.value, run, "upgrade 004 -> 008")
+    finally:
+        engine.dispose()
+    assert re.fullmatch(
+        rf"The server went away while it sent the PostgREST reload NOTIFY, before its COMMIT "
+        rf"{GONE}; the run's transaction was rolled back, so nothing of it was kept: "
+        + re.escape(RERUN),
+        at_notify,
+    ), at_notify
+    assert re.fullmatch(
+        rf"The server went away while the run's transaction committed {GONE}; whether that "
+        r"commit happened is unknown \(both are safe\): " + re.escape(RERUN),
+        at_commit,
+    ), at_commit
 
 
 def test_a_deploy_whose_connection_is_cut_while_it_waits_for_the_lock(make_db):
