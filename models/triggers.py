@@ -1,12 +1,12 @@
-"""The chat system's two triggers.
+"""The chat system's triggers: 004's two, and c002's customer_id default.
 
 Definitions are what follows ``CREATE TRIGGER <name>``, in any spelling PostgreSQL
 accepts (``ON chat_messages`` or ``ON public.chat_messages``, ``EXECUTE PROCEDURE`` or
 ``EXECUTE FUNCTION``); they are compared part by part with ``pg_get_triggerdef``
 (chatdb.inspect.normalize). These two are written as PostgreSQL prints them.
 ``update_updated_at_column()`` belongs to an earlier migration (see
-:data:`models.external.EXTERNAL_FUNCTIONS`); ``update_conversation_on_message()`` is
-declared in :mod:`models.functions`.
+:data:`models.external.EXTERNAL_FUNCTIONS`); ``update_conversation_on_message()`` and
+``set_chat_conversation_customer_id()`` are declared in :mod:`models.functions`.
 """
 
 from models.entities import Trigger
@@ -23,5 +23,11 @@ TRIGGERS = (
         name="update_conversation_on_message_trigger",
         definition="AFTER INSERT ON public.chat_messages FOR EACH ROW "
         "EXECUTE FUNCTION update_conversation_on_message()",
+    ),
+    Trigger(
+        table="chat_conversations",
+        name="set_chat_conversation_customer_id_trigger",
+        definition="BEFORE INSERT ON public.chat_conversations FOR EACH ROW "
+        "EXECUTE FUNCTION set_chat_conversation_customer_id()",
     ),
 )
