@@ -482,6 +482,10 @@ STEP_NAMES: list[tuple[str, Callable[[re.Match[str]], str]]] = [
     ),
     (r"^UPDATE \S*chat_conversations SET customer_id = ", lambda m: "backfill: UPDATE batches"),
     (
+        r"^WITH batch AS \(.*\bUPDATE \S*chat_conversations SET customer_id = ",
+        lambda m: "backfill: UPDATE batches",
+    ),
+    (
         r"^DO .*\bUPDATE \S*chat_conversations SET customer_id = ",
         lambda m: "backfill: one UPDATE of every NULL row (DO block)",
     ),

@@ -3,6 +3,7 @@
 - :func:`dump`: the whole database (schema and rows) as pg_dump prints it, to compare
   "exactly as before", version table included;
 - :func:`start_cli`: the real ``alembic`` command line, started without waiting;
+- :class:`Deploy`: ``alembic upgrade head`` in the background, its log lines collected;
 - :class:`Blocker`: a transaction the test holds open, as live traffic would;
 - :func:`wait_until`: poll the server until something is true.
 """
@@ -10,7 +11,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,10 +24,13 @@ from chatdb.deploy.locking import LOCK_KEY
 from chatdb.local.server import bindir
 from tests.pg import ALEMBIC, ROOT
 
+# A deploy waiting for the migration lock polls pg_try_advisory_lock in autocommit (it
+# holds no transaction, so no lock wait shows in pg_locks): between polls, its session
+# is idle and that poll is its last query.
 WAITING_FOR_MIGRATION_LOCK = f"""
-    SELECT count(*) FROM pg_locks
-    WHERE locktype = 'advisory' AND NOT granted AND classid::bigint = {LOCK_KEY >> 32}
-      AND objid::bigint = {LOCK_KEY & 0xFFFFFFFF} AND objsubid = 1
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND application_name = 'chatdb migrate'
+      AND query = 'SELECT pg_try_advisory_lock({LOCK_KEY})'
 """
 
 
@@ -52,6 +58,61 @@ def start_cli(*args: str, url: str, env: dict[str, str] | None = None) -> subpro
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+class Deploy:
+    """``alembic *x upgrade head`` in the background; its log lines are collected as they
+    come, so that a test can wait for one."""
+
+    def __init__(self, url: str, *x: str) -> None:
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.process = start_cli(*x, "upgrade", "head", url=url)
+        self.lines: list[str] = []
+        self.stdout = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+        self.process.wait()
+        self.ended = time.monotonic()
+
+    def wait_for_line(self, pattern: str, timeout: float = 60) -> str:
+        """The first log line matching ``pattern`` (a regular expression)."""
+
+        def found() -> str | None:
+            if self.process.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(f"the deploy ended before logging {pattern!r}:\n{self.log}")
+            return next((line for line in self.lines if re.search(pattern, line)), None)
+
+        return wait_until(found, f"the deploy logs {pattern!r}", timeout)
+
+    def finish(self, timeout: float = 300) -> int:
+        self.stdout = self.process.stdout.read()
+        self._reader.join(timeout)
+        self.process.wait(timeout)
+        self.process.stdout.close()
+        return self.process.returncode
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def seconds(self) -> float:
+        assert self.ended is not None
+        return self.ended - self.started
+
+    @property
+    def failure(self) -> str:
+        """The one line Alembic prints for a CommandError, with no traceback anywhere."""
+        assert self.process.returncode not in (0, None)
+        assert "Traceback" not in self.stdout + self.log, self.stdout + self.log
+        lines = self.stdout.strip().splitlines()
+        assert len(lines) == 1, self.stdout
+        return lines[0]
 
 
 def wait_until(check: Callable[[], object], what: str, timeout: float = 60) -> object:

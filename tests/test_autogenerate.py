@@ -161,9 +161,8 @@ def test_alembic_check_fails_when_the_database_drifted(head_db):
     assert result.returncode == 1  # a finding (docs/failures.md)
     assert result.stdout.splitlines()[0] == (
         "FAILED: New upgrade operations detected: the database differs from the models and "
-        "the declared objects in 1 way: chat_participants: policy "
-        '"Anyone can view participants" differs: USING is false in the database, the code '
-        "says true. "
+        'the declared objects in 1 way: chat_participants: policy "Anyone can view participants" '
+        "differs: USING is false in the database, the code says true. "
         "(chatdb drift prints the same list, one difference per line.)"
     )
     assert "drop_policy" not in result.stdout + result.stderr
@@ -201,8 +200,8 @@ def test_alembic_check_raises_alembics_own_exception_with_the_words(head_db):
         command.check(config)
     assert str(raised.value).startswith(
         "New upgrade operations detected: the database differs from the models and the "
-        "declared objects in 1 way: chat_participants: policy "
-        '"Anyone can view participants" differs'
+        'declared objects in 1 way: chat_participants: policy "Anyone can view participants" '
+        "differs"
     )
     assert [diff[:3] for diff in raised.value.diffs] == [
         ("drop_policy", "chat_participants", VIEW_PARTICIPANTS),

@@ -46,7 +46,7 @@ def test_bench_online_reports_both_arms_steps_and_the_worst_operation():
         "--cooldown",
         "0.3",
         "-x",
-        "online_008=always",
+        "online=always",
     ]
     result = subprocess.run(
         argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
@@ -57,9 +57,7 @@ def test_bench_online_reports_both_arms_steps_and_the_worst_operation():
     assert output.startswith("bench_online: from base")
     assert re.search(r"^machine: nproc \d+, memory .* PostgreSQL 1\d", output, re.MULTILINE)
     original = section(output, "(a) original SQL", "(b) project")
-    project = section(
-        output, "(b) project: alembic -x online_008=always upgrade head", "comparison"
-    )
+    project = section(output, "(b) project: alembic -x online=always upgrade head", "comparison")
 
     # (a): both hand-run files, each reported, with the figures and the worst op's statement.
     assert "original_004_chat_system.sql: " in original
@@ -78,7 +76,7 @@ def test_bench_online_reports_both_arms_steps_and_the_worst_operation():
     assert "steps of the run" not in original
 
     # (b): the online path ran, its steps were timed, and the worst op was attributed.
-    assert "008: online path" in project
+    assert "chat_conversations: online path" in project
     assert "steps of the run, from " in project
     assert "a statement shorter than that is often missed" in project
     step_line = r"^\s+\+\d+\.\d\d s\s+\d+\.\d{3}\s+\d+\.\d%  backfill: UPDATE batches"
@@ -107,7 +105,10 @@ def load_benchmark():
 
 def test_lines_logged_with_a_duration_are_picked_from_chatdb_deploy_only():
     timed = load_benchmark().TIMED_LOG_LINE
-    assert timed.search("INFO  [chatdb.deploy.online] 008 online: backfilled 10 rows in 1.25 s")
+    assert timed.search(
+        "INFO  [chatdb.deploy.online] online: chat_conversations: fill customer_id in batches "
+        "of rows (one pass over the table) in 1.25 s"
+    )
     assert timed.search("INFO  [chatdb.deploy] migration lock taken in 0 s (waited for none)")
     assert not timed.search("INFO  [chatdb.deploy.online] backfilled 10 rows in 2 batches")
     assert not timed.search("INFO  [chatdb.deploy.online] built it in 5 steps")
@@ -121,6 +122,16 @@ def test_statements_group_into_steps_named_batched_and_by_transaction():
     def statement(query: str, start: float, end: float, xact: float | None):
         return bench.Statement(pid=1, start=start, query=query, xact_start=xact, ended=end)
 
+    def batch(bound: str) -> str:
+        """A backfill batch as chatdb.deploy.online.steps.BackfillGroup sends it."""
+        return (
+            "WITH batch AS (SELECT c.id AS batch_id FROM public.chat_conversations c "
+            f"WHERE {bound}((customer_id IS NULL)) ORDER BY c.id LIMIT 1000), "
+            "done AS (UPDATE public.chat_conversations SET customer_id = x FROM batch "
+            "WHERE id = batch.batch_id AND ((customer_id IS NULL)) RETURNING id) "
+            "SELECT max(id::text), count(*) FROM done"
+        )
+
     statements = [
         statement("SELECT pg_try_advisory_lock(1)", 0.0, 0.1, 0.0),
         statement("BEGIN", 0.2, 0.2, 0.2),
@@ -128,13 +139,9 @@ def test_statements_group_into_steps_named_batched_and_by_transaction():
         statement("ALTER TABLE public.t ENABLE ROW LEVEL SECURITY", 1.4, 1.5, 0.2),
         statement("COMMIT", 1.6, 1.7, 0.2),
         statement("SET lock_timeout = '50ms'", 1.8, 1.8, None),
-        statement(
-            "UPDATE public.chat_conversations SET customer_id = x WHERE id <= '1'", 2.0, 2.1, 2.0
-        ),
+        statement(batch(""), 2.0, 2.1, 2.0),
         statement("SELECT c.id::text AS bound FROM t c", 2.2, 2.3, 2.2),
-        statement(
-            "UPDATE public.chat_conversations SET customer_id = x WHERE id > '1'", 2.4, 2.7, 2.4
-        ),
+        statement(batch("c.id > '1' AND "), 2.4, 2.7, 2.4),
         statement("-- squawk-ignore r -- why\nCREATE INDEX CONCURRENTLY i ON t (c)", 3.0, 4.0, 3.0),
         statement("BEGIN", 4.1, 4.1, 4.1),
         statement("UPDATE alembic_version SET version_num='008'", 4.2, 4.3, 4.1),

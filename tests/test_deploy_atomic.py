@@ -7,40 +7,58 @@ version table included), taken before and after.
 import os
 import signal
 
+from alembic.script import ScriptDirectory
+
+from chatdb.project import alembic_config
 from tests.deploying import blocking, dump, start_cli, wait_until, waiting_pids
 from tests.pg import alembic_cli, listening
 from tests.test_bad_input import failure_line
 
-# Fails the last revision's SET NOT NULL, after 000 and 004 ran in the same run.
-REFUSE_SET_NOT_NULL = """
-    CREATE FUNCTION refuse_set_not_null() RETURNS event_trigger LANGUAGE plpgsql AS $$
+# The last revision of a run to head, whichever it is: revisions are added after 008.
+HEAD = ScriptDirectory.from_config(alembic_config()).get_revision("head")
+
+# Fails the run at its very end: the UPDATE of alembic_version to the head revision,
+# after every revision ran in the same transaction. The version table is created by
+# the run itself, so an event trigger gives it the refusing trigger when it appears.
+REFUSE_HEAD_VERSION = f"""
+    CREATE FUNCTION refuse_head_version() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF current_query() ILIKE '%customer_id SET NOT NULL%' THEN
-        RAISE EXCEPTION 'SET NOT NULL refused by the test';
+      IF NEW.version_num = '{HEAD.revision}' THEN
+        RAISE EXCEPTION 'version % refused by the test', NEW.version_num;
+      END IF;
+      RETURN NEW;
+    END $$;
+    CREATE FUNCTION guard_version_table() RETURNS event_trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
+                 WHERE object_identity = 'public.alembic_version') THEN
+        CREATE TRIGGER refuse_head_version BEFORE INSERT OR UPDATE ON public.alembic_version
+          FOR EACH ROW EXECUTE FUNCTION refuse_head_version();
       END IF;
     END $$;
-    CREATE EVENT TRIGGER refuse_set_not_null ON ddl_command_end
-      WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION refuse_set_not_null();
+    CREATE EVENT TRIGGER guard_version_table ON ddl_command_end
+      WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION guard_version_table();
 """
 
 
 def test_a_run_failing_in_its_last_revision_leaves_the_database_exactly_as_before(empty_db):
-    empty_db.conn.execute(REFUSE_SET_NOT_NULL)
+    empty_db.conn.execute(REFUSE_HEAD_VERSION)
     before = dump(empty_db.url)
     with listening(empty_db.url) as postgrest:
         result = alembic_cli("upgrade", "head", url=empty_db.url)
         assert postgrest.received() == []
     line = failure_line(result)
     assert line.startswith(
-        "FAILED: Migration step (upgrade 004 -> 008) failed: SET NOT NULL refused by the test "
-        "(statement: ALTER TABLE public.chat_conversations ALTER COLUMN customer_id SET NOT NULL"
-    )
+        f"FAILED: Migration step (upgrade {HEAD.down_revision} -> {HEAD.revision}) failed: "
+        f"version {HEAD.revision} refused by the test (statement: UPDATE alembic_version SET "
+        f"version_num='{HEAD.revision}'"
+    ), line
     assert line.endswith(
         "the run was rolled back and the database is as it was: fix the cause named above and "
         "re-run."
     )
-    assert "Running upgrade  -> 000" in result.stderr  # 000 and 004 did run, then were undone
-    assert "Running upgrade 000 -> 004" in result.stderr
+    assert "Running upgrade  -> 000" in result.stderr  # every revision ran, then was undone
+    assert f"Running upgrade {HEAD.down_revision} -> {HEAD.revision}" in result.stderr
     assert dump(empty_db.url) == before
 
 

@@ -1,5 +1,7 @@
-"""Issue 3 (7): a downgrade that would drop chat tables holding rows refuses, with the
-row counts, unless -x allow_data_loss=true; written with --sql, the script refuses."""
+"""Issue 3 (7): a run that would drop tables holding rows refuses, listing every table
+(and column) holding values across the whole run with its count and its step, unless
+-x allow_data_loss=true; empty ones are not listed. Written with --sql, the script
+refuses."""
 
 import subprocess
 
@@ -28,9 +30,10 @@ def test_downgrade_refuses_to_drop_chat_rows_and_prints_the_counts(head_db):
     before = dump(head_db.url)
     line = failure_line(alembic_cli("downgrade", "base", url=head_db.url))
     assert line == (
-        "FAILED: The downgrade 004 -> 000 would drop tables holding rows (chat_conversations "
-        "1 row, chat_messages 2 rows, chat_participants 0 rows); nothing was changed: back the "
-        "data up, then re-run with -x allow_data_loss=true to drop it."
+        "FAILED: The run would drop 3 table(s) holding values: table chat_conversations, 1 row "
+        "(downgrade 004 -> 000); table chat_messages, 2 rows (downgrade 004 -> 000); table "
+        "websites, 1 row (downgrade 000 -> base); nothing was changed: back the data up, then "
+        "re-run with -x allow_data_loss=true to drop them."
     )
     assert dump(head_db.url) == before
 
@@ -63,8 +66,8 @@ def test_offline_downgrade_script_refuses_when_run_against_rows(head_db):
     )
     assert psql.returncode != 0
     assert (
-        "The downgrade 004 -> 000 would drop tables holding rows (chat_conversations 1 row, "
-        "chat_messages 2 rows)" in psql.stderr
+        "The script would drop what holds values: table chat_conversations, 1 row(s); table "
+        "chat_messages, 2 row(s); nothing was changed" in psql.stderr
     )
     assert dump(head_db.url) == before
 
@@ -74,9 +77,9 @@ def test_base_refuses_to_drop_websites_that_000_made_and_that_hold_rows(head_db)
     before = dump(head_db.url)
     line = failure_line(alembic_cli("downgrade", "base", url=head_db.url))
     assert line == (
-        "FAILED: The downgrade 000 -> base would drop tables holding rows (websites 1 row, "
-        "delivery_orders 0 rows); nothing was changed: back the data up, then re-run with "
-        "-x allow_data_loss=true to drop it."
+        "FAILED: The run would drop 1 table(s) holding values: table websites, 1 row "
+        "(downgrade 000 -> base); nothing was changed: back the data up, then re-run with "
+        "-x allow_data_loss=true to drop them."
     )
     assert dump(head_db.url) == before
 

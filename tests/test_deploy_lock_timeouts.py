@@ -81,7 +81,7 @@ def test_the_run_sets_lock_timeout_and_statement_timeout_by_default(db_at_004):
     line = failure_line(alembic_cli("upgrade", "head", url=db_at_004.url))
     assert line.startswith(
         "FAILED: Migration step (upgrade 004 -> 008) failed: lock_timeout=5s "
-        "statement_timeout=1min (statement: DO block, at UPDATE public.chat_conversations SET "
+        "statement_timeout=1min (statement: UPDATE public.chat_conversations SET "
         "customer_id = COALESCE(customer_id, 'customer_' || customer_phone,"
     )
     assert line.endswith(
@@ -106,7 +106,7 @@ def test_statement_timeout_cuts_a_long_statement(db_at_004):
         alembic_cli("-x", "statement_timeout=300ms", "upgrade", "head", url=db_at_004.url)
     )
     assert (
-        "failed: canceling statement due to statement timeout (statement: DO block, at UPDATE "
+        "failed: canceling statement due to statement timeout (statement: UPDATE "
         "public.chat_conversations SET customer_id = COALESCE(" in line
     )
     assert line.endswith(

@@ -1,5 +1,5 @@
 """Issue 4: squawk (the squawk-cli wheel) lints the offline SQL of every revision, and
-the statements of 008's online path, which has no ``--sql`` form, as a real run sends them.
+the statements of the online path, which has no ``--sql`` form, as a real run sends them.
 
 Each revision's ``alembic upgrade <down>:<rev> --sql`` script is linted as it is.
 A finding is either fixed or justified beside its statement, in the revision's SQL,
@@ -72,24 +72,40 @@ def test_offline_sql_of_each_revision_passes_squawk(tmp_path, down, rev):
 
 
 def test_statements_of_the_online_path_pass_squawk(db_at_004, tmp_path):
+    """Every statement a run sends, pass 1's (autocommit, each its own transaction) and
+    pass 2's, with the BEGIN and COMMIT of the run's one transaction where they are."""
     make_drifted(db_at_004.url, 300)
     sent: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         sent.append(cursor.mogrify(statement, parameters).decode().strip().rstrip(";"))
 
-    event.listen(Engine, "before_cursor_execute", record)
+    def transaction(word):
+        def mark(conn):
+            if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                sent.append(word)
+
+        return mark
+
+    listeners = [
+        ("before_cursor_execute", record),
+        ("begin", transaction("BEGIN")),
+        ("commit", transaction("COMMIT")),
+        ("rollback", transaction("ROLLBACK")),
+    ]
+    for name, listener in listeners:
+        event.listen(Engine, name, listener)
     try:
-        migrate(db_at_004.url, "head", x=["online_008=always", "online_008_batch_size=100"])
+        migrate(db_at_004.url, "head", x=["online=always", "online_batch_size=100"])
     finally:
-        event.remove(Engine, "before_cursor_execute", record)
-    path = tmp_path / "008_online.sql"
+        for name, listener in listeners:
+            event.remove(Engine, name, listener)
+    path = tmp_path / "online.sql"
     path.write_text("".join(f"{statement};\n\n" for statement in sent))
     assert any(s.startswith("CREATE INDEX CONCURRENTLY") for s in sent)
+    assert "BEGIN" in sent and "COMMIT" in sent
     status, findings = squawk(path)
-    assert [
-        f"008_online.sql:{f['line'] + 1}: {f['rule_name']}: {f['message']}" for f in findings
-    ] == []
+    assert [f"online.sql:{f['line'] + 1}: {f['rule_name']}: {f['message']}" for f in findings] == []
     assert status == 0
 
 

@@ -55,9 +55,10 @@ class Run:
         self.access = widening.Guard(options.flag(x_args, widening.OVERRIDE))
         self.executor = Executor(connection, open_watcher=open_watcher)
         self.active = False
-        # Where the attempt is, for a failure's sentence: online (pass 1), transaction
-        # (pass 2), commit (guards passed, the reload NOTIFY and COMMIT follow).
-        self.stage = "transaction"
+        # Where the attempt is, for a failure's sentence: prepare (reading, before pass 1),
+        # online (pass 1), transaction (pass 2), commit (guards passed, the reload NOTIFY
+        # and COMMIT follow).
+        self.stage = "prepare"
         self._transaction_started = time.perf_counter()
 
     def context_options(self) -> dict[str, Any]:
@@ -82,6 +83,7 @@ class Run:
             if self.plan is not None:
                 self.online.phase = PLAN
                 self.plan.before(self, steps)
+                self.stage = "transaction"
                 return
             self.stage = "online"
             try:

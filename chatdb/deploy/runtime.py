@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from chatdb import database
 from chatdb.database import APPLICATION_NAME, Target, connect_args, connected
 from chatdb.deploy import locking, session
+from chatdb.deploy.online.executor import DEADLOCK
 from chatdb.deploy.pooler import refuse_transaction_pooler
 from chatdb.deploy.run import Run
 from chatdb.failures import RolledBack, StoppedPartWay, first_line, statement_failure
@@ -64,7 +66,7 @@ class RunningStep(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg == "Running %s" and record.args:
-            self.step = getattr(record.args[0], "short_log", str(record.args[0]))
+            self.step = named_base(getattr(record.args[0], "short_log", str(record.args[0])))
 
     @contextmanager
     def watching(self) -> Iterator[None]:
@@ -78,6 +80,12 @@ class RunningStep(logging.Handler):
         finally:
             logger.removeHandler(self)
             logger.setLevel(previous_level)
+
+
+def named_base(short_log: str) -> str:
+    """Alembic's short description of a step, with base named where it leaves a blank:
+    "upgrade  -> 000" is "upgrade base -> 000", "downgrade 000 -> " is "... -> base"."""
+    return re.sub(r" -> $", " -> base", re.sub(r"^(\S+)  -> ", r"\1 base -> ", short_log))
 
 
 def run_online(
@@ -127,7 +135,11 @@ def run_online(
                 locking.release(connection)
         except DBAPIError as exc:
             if session.is_disconnect(exc):
-                raise StoppedPartWay(lost_server(exc, runs[-1] if runs else None, running.step))
+                raise StoppedPartWay(
+                    lost_server(exc, runs[-1] if runs else None, running.step)
+                ) from None
+            if runs and getattr(exc.orig, "pgcode", None) == DEADLOCK:
+                raise RolledBack(deadlock_failure(exc, runs[-1], running.step)) from None
             raise RolledBack(statement_failure(exc, running.step)) from None
 
 
@@ -142,28 +154,44 @@ def _watcher(url: URL) -> Connection:
     return engine.connect()
 
 
+def deadlock_failure(exc: DBAPIError, run: Run, step: str | None) -> str:
+    """One sentence for a run's transaction that PostgreSQL cancelled to break a
+    deadlock: both sides named (asked once the run has rolled back and let go of the
+    migration lock, while the other side is usually still there)."""
+    where = f"Migration step ({step})" if step else "The migration run"
+    return (
+        f"{run.executor.deadlock_sentence(exc, where)}; the run was rolled back and the "
+        "database is as it was: end or wait out that transaction, then re-run."
+    )
+
+
 def lost_server(exc: DBAPIError, run: Run | None, step: str | None) -> str:
     """One sentence for a run whose server went away (a crash, a failover, a cut
     connection): where, what was kept, and that a re-run finishes the job."""
     reason = first_line(exc)
     if run is None:
         where, kept = "while it waited for the migration lock", "nothing was changed"
+    elif run.stage == "prepare":
+        where, kept = "while it read the database, before changing it", "nothing was changed"
     elif run.stage == "online":
-        done = [key for key in run.online.executed] if run.online else []
         where = f"during the online step {run.executor.step}"
         kept = (
-            f"the {len(done)} online step(s) committed before it are kept"
-            if done
+            "the online work committed before it is kept (each online statement, and each "
+            "batch of a backfill, commits as it goes)"
+            if run.executor.committed
             else "nothing was changed"
         )
+    elif run.stage == "commit" and (exc.statement or "").startswith("NOTIFY"):
+        where = "while it sent the PostgREST reload NOTIFY, before its COMMIT"
+        kept = "the run's transaction was rolled back, so nothing of it was kept"
     elif run.stage == "commit":
         where = "while the run's transaction committed"
         kept = "whether that commit happened is unknown (both are safe)"
     else:
         where = f"in the run's transaction ({step or 'before the first revision'})"
         kept = "the transaction was rolled back, so nothing of it was kept"
-        if run.online and run.online.executed:
-            kept += f"; the {len(run.online.executed)} online step(s) it committed before are kept"
+    if run is not None and run.stage != "online" and run.executor.committed:
+        kept += "; the online steps it committed before that transaction are kept"
     return (
         f"The server went away {where} ({reason}); {kept}: re-run `alembic upgrade head` "
         "once the server is back; it finishes the job (or finds nothing to do)."

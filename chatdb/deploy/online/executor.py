@@ -63,6 +63,9 @@ class Executor:
         self.open_watcher = open_watcher
         self.sleep = sleep
         self.step = "the start"
+        # Statements of the online path that succeeded (each committed at once): after
+        # a lost connection, whether the run had changed anything yet.
+        self.committed = 0
         self._pid: int | None = None
 
     # ------------------------------------------------------------------ reading
@@ -89,12 +92,20 @@ class Executor:
         yield
         log.info("online: %s in %.2f s", what, time.perf_counter() - started)
 
+    @contextmanager
+    def doing(self, what: str) -> Iterator[None]:
+        """Name a statement of the step while it runs; a failure names it, a success
+        gives the step its name back (later failures in the step are the step's)."""
+        outer, self.step = self.step, what
+        yield
+        self.step = outer
+
     def catalog(self, what: str, *statements: str) -> None:
         """Statements that need a strong lock only to change the catalog, under the short
         lock_timeout; a lock timeout is retried. Sent as one query string, which
         PostgreSQL runs as one transaction (the connection is in autocommit mode)."""
-        self.step = what
-        self.retrying(what, lambda: self.connection.exec_driver_sql(";\n".join(statements)))
+        with self.doing(what):
+            self.retrying(what, lambda: self.connection.exec_driver_sql(";\n".join(statements)))
 
     def retrying(self, what: str, action: Callable[[], Any]) -> Any:
         """Run ``action`` under the short lock_timeout; on a lock timeout wait and try
@@ -123,8 +134,8 @@ class Executor:
     def long(self, what: str, sql: str) -> None:
         """A statement that blocks no client but may run and wait for long: no timeouts,
         and a watcher that says what it waits for."""
-        self.step = what
         with (
+            self.doing(what),
             session.setting(self.connection, "statement_timeout", "0"),
             session.setting(self.connection, "lock_timeout", "0"),
             self._watching(what),
@@ -134,15 +145,18 @@ class Executor:
     def guarded(self, action: Callable[[], Any]) -> Any:
         """Run ``action``; a deadlock becomes one sentence naming both sides."""
         try:
-            return action()
+            result = action()
         except DBAPIError as exc:
             if _code(exc) == DEADLOCK:
                 raise OnlineStepFailed(self.deadlock_sentence(exc)) from None
             raise
+        self.committed += 1
+        return result
 
     # ------------------------------------------------------------------ deadlocks
 
-    def deadlock_sentence(self, exc: DBAPIError) -> str:
+    def deadlock_sentence(self, exc: DBAPIError, where: str | None = None) -> str:
+        """``where`` (default: the online step) deadlocked with whom, running what."""
         detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None) or ""
         queries = dict(re.findall(r"^Process (\d+): (.*)$", detail, re.MULTILINE))
         others = sorted({int(p) for p in re.findall(r"Process (\d+)", detail)} - {self.pid})
@@ -151,9 +165,10 @@ class Executor:
             holder = self._holder(pid, queries.get(str(pid)))
             sides.append(str(holder))
         other = "; ".join(sides) or "another process (PostgreSQL gave no detail)"
-        ours = shorten(queries.get(str(self.pid)) or exc.statement or "")
+        # Without the -- comments (squawk's notes) that precede some statements.
+        ours = shorten(re.sub(r"--[^\n]*", "", queries.get(str(self.pid)) or exc.statement or ""))
         return (
-            f"{self.step} deadlocked with {other}, while this run (process {self.pid}) ran: "
+            f"{where or self.step} deadlocked with {other}, while this run (process {self.pid}) ran: "
             f"{ours}; PostgreSQL cancelled this run's statement"
         )
 

@@ -1,14 +1,16 @@
-"""Issue 4: revision 008's online path (chatdb.deploy.online) on a drifted chat_conversations.
+"""Issue 4: the online path (chatdb.deploy.online) on a drifted chat_conversations, as
+revision 008 takes it: pass 1 runs its operations on the large table online, committed
+step by step, and pass 2 is the run's one transaction.
 
 Real servers, real ``alembic`` processes. Tables are small (a few thousand rows) and
-the online path is forced with ``-x online_008=always`` and tiny batches, so that
-kills land at deterministic points: the test holds a lock the run must wait for,
-watches the server until the run waits there, then kills it.
+the online path is forced with ``-x online=always`` and small first batches, so that
+kills land at known points: the test holds a lock the run must wait for, watches the
+run until it waits there, then kills it. Batches are sized from their measured
+duration, so no test computes where a batch ends.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -18,17 +20,25 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
-from chatdb.deploy import online
+from chatdb.deploy import options
+from chatdb.deploy.online import executor
+from chatdb.deploy.online.executor import Executor
+from chatdb.deploy.online.settings import OnlineOptions
+from chatdb.deploy.online.steps import AddColumn
+from chatdb.project import alembic_config
 from tests import catalog
+from tests.deploying import Deploy
 from tests.drifted_table import conversation_rows, expected_customer_id, make_drifted
-from tests.pg import ALEMBIC, ROOT, Database, alembic_cli, migrate, run_sql_file
+from tests.pg import Database, alembic_cli, migrate, run_sql_file
 
 ROWS = 2_000
-ALWAYS = ("-x", "online_008=always", "-x", "online_008_batch_size=97")
+ALWAYS = ("-x", "online=always", "-x", "online_batch_size=97")
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -63,16 +73,7 @@ def upgrade(db: Database, *x: str) -> subprocess.CompletedProcess:
     return result
 
 
-def start_upgrade(db: Database, *x: str) -> subprocess.Popen:
-    """``alembic upgrade head`` as a background process (killed by the test)."""
-    env = {k: v for k, v in os.environ.items() if k != "PGRST_DB_CHANNEL"}
-    env["DATABASE_URL"] = db.url
-    return subprocess.Popen(
-        [ALEMBIC, *x, "upgrade", "head"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-    )
-
-
-def wait_until(db: Database, sql: str, what: str, process: subprocess.Popen | None = None):
+def wait_until(db: Database, sql: str, what: str, deploy: Deploy | None = None):
     """Poll ``sql`` until it returns a non-NULL, true-ish value; return it. A guard
     against a hung test, not a speed assertion."""
     deadline = time.monotonic() + 120
@@ -80,21 +81,18 @@ def wait_until(db: Database, sql: str, what: str, process: subprocess.Popen | No
         value = db.scalar(sql)
         if value:
             return value
-        if process is not None and process.poll() is not None:
-            pytest.fail(
-                f"alembic exited ({process.returncode}) before {what}: {process.stderr.read()}"
-            )
+        if deploy is not None and deploy.process.poll() is not None:
+            pytest.fail(f"alembic exited ({deploy.process.returncode}) before {what}: {deploy.log}")
         time.sleep(0.02)
     pytest.fail(f"gave up waiting for {what}")
 
 
-def kill_run(db: Database, process: subprocess.Popen, *keep: psycopg.Connection) -> None:
+def kill_run(db: Database, deploy: Deploy, *keep: psycopg.Connection) -> None:
     """SIGKILL the alembic process, then end its server backends (every client backend
     on the database but the test's own connections), as the server does once it
     notices its client is gone."""
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
+    deploy.process.send_signal(signal.SIGKILL)
+    assert deploy.finish() == -signal.SIGKILL
     ours = [db.conn.info.backend_pid, *(conn.info.backend_pid for conn in keep)]
     others = (
         "FROM pg_stat_activity WHERE datname = current_database() "
@@ -133,8 +131,8 @@ def expected_ids(rows_before: list[dict]) -> list[str]:
 
 
 def assert_repaired(db: Database, rows_before: list[dict]) -> None:
-    """Version 008, schema as the spec says, every row's customer_id by the formula."""
-    assert db.scalar("SELECT version_num FROM alembic_version") == "008"
+    """At head, schema as the spec says, every row's customer_id by the formula."""
+    assert db.scalar("SELECT version_num FROM alembic_version") == HEAD
     assert catalog.spec_differences(catalog.snapshot(db.conn)) == []
     after = conversation_rows(db.conn)
     assert [r["customer_id"] for r in after] == expected_ids(rows_before)
@@ -170,49 +168,88 @@ def make_invalid_index(db: Database) -> None:
 
 
 def test_options_are_read_strictly():
-    assert online.Options.from_x_args({}) == online.Options()
-    options = online.Options.from_x_args(
-        {"online_008": "Always", "online_008_threshold": "5", "online_008_batch_size": "10"}
+    assert OnlineOptions.from_x({}) == OnlineOptions()
+    read = OnlineOptions.from_x(
+        {
+            "online": "Always",
+            "online_threshold": "5",
+            "online_batch_ms": "40",
+            "online_batch_size": "10",
+            "online_batch_pause_ms": "3",
+        }
     )
-    assert (options.mode, options.threshold, options.batch_size) == ("always", 5, 10)
-    for bad in (
-        {"online_008": "sometimes"},
-        {"online_008_batch_size": "0"},
-        {"online_008_threshold": "many"},
+    assert read == OnlineOptions("always", 5, 40, 10, 3)
+    for bad, message in (
+        ({"online": "sometimes"}, "-x online='sometimes' is not one of auto, always, never."),
+        ({"online_batch_size": "0"}, "-x online_batch_size=0 is not a batch"),
+        ({"online_batch_ms": "0"}, "-x online_batch_ms=0 is not a duration"),
+        ({"online_threshold": "many"}, "-x online_threshold='many' is not a whole number"),
+        ({"online_batch_pause_ms": "-1"}, "-x online_batch_pause_ms='-1' is not a whole"),
     ):
-        with pytest.raises(CommandError, match="-x online_008"):
-            online.Options.from_x_args(bad)
+        with pytest.raises(CommandError) as failure:
+            OnlineOptions.from_x(bad)
+        assert str(failure.value).startswith(message)
+
+
+def test_the_names_of_the_008_only_release_are_aliases():
+    old = {
+        "online_008": "never",
+        "online_008_threshold": "7",
+        "online_008_batch_size": "9",
+        "online_008_batch_pause_ms": "2",
+    }
+    assert options.canonical(old) == {
+        "online": "never",
+        "online_threshold": "7",
+        "online_batch_size": "9",
+        "online_batch_pause_ms": "2",
+    }
+    assert OnlineOptions.from_x(options.canonical(old)) == OnlineOptions("never", 7, 25, 9, 2)
+    with pytest.raises(CommandError, match="-x online='always' contradicts -x online='never'"):
+        options.canonical({"online_008": "never", "online": "always"})
 
 
 def test_the_line_is_the_estimate_against_the_threshold():
-    assert online.choose_online("auto", 20_000, 20_000)
-    assert not online.choose_online("auto", 19_999, 20_000)
-    assert online.choose_online("always", 0, 20_000)
-    assert not online.choose_online("never", 10**9, 20_000)
+    auto = OnlineOptions(threshold=20_000)
+    assert auto.takes_online_path(20_000)
+    assert not auto.takes_online_path(19_999)
+    assert OnlineOptions("always", 20_000).takes_online_path(0)
+    assert not OnlineOptions("never", 20_000).takes_online_path(10**9)
 
 
 def test_a_bad_option_fails_before_any_change(make_db):
     db = make_db(100)
-    result = alembic_cli("-x", "online_008=sometimes", "upgrade", "head", url=db.url)
+    result = alembic_cli("-x", "online=sometimes", "upgrade", "head", url=db.url)
     assert result.returncode != 0
-    assert "-x online_008='sometimes' is not one of auto, always, never." in result.stdout
+    assert "-x online='sometimes' is not one of auto, always, never." in result.stdout
     assert state(db) == {"version": "004", "not_null": None, "nulls": None, "index_valid": None}
 
 
 def test_auto_goes_online_above_the_threshold_only(make_db):
     big, small = make_db(), make_db()
-    assert "008: online path" in upgrade(big, "-x", "online_008_threshold=1000").stderr
-    assert "008: transactional path" in upgrade(small, "-x", "online_008_threshold=100000").stderr
+    assert (
+        "chat_conversations: online path (estimated rows 2000, threshold 1000, -x online=auto)"
+        in upgrade(big, "-x", "online_threshold=1000").stderr
+    )
+    small_run = upgrade(small, "-x", "online_threshold=100000").stderr
+    assert (
+        "chat_conversations: transactional path (estimated rows 2000, threshold 100000, "
+        "-x online=auto)" in small_run
+    )
+    assert "online:" not in small_run
 
 
-def test_a_fresh_database_runs_000_004_008_in_one_transaction(empty_db):
-    result = upgrade(empty_db)
-    assert "008: transactional path (estimated rows 0" in result.stderr
+def test_a_fresh_database_takes_no_online_path(empty_db):
+    """Every table is created by the run itself: empty, nothing to do online, even
+    with -x online=always; the whole run is one transaction."""
+    result = upgrade(empty_db, "-x", "online=always")
+    assert " path (estimated rows" not in result.stderr
+    assert "online:" not in result.stderr
     assert catalog.spec_differences(catalog.snapshot(empty_db.conn)) == []
 
 
 def test_offline_sql_cannot_take_the_online_path():
-    result = alembic_cli("-x", "online_008=always", "upgrade", "004:008", "--sql")
+    result = alembic_cli("-x", "online=always", "upgrade", "004:008", "--sql")
     assert result.returncode != 0
     assert "cannot be rendered with --sql" in result.stdout
 
@@ -225,8 +262,8 @@ def test_online_path_leaves_what_the_transactional_path_and_the_hand_run_sql_lea
     dbs = {arm: make_db(customer_id=drift) for arm in ("original", "never", "always")}
     before = conversation_rows(dbs["never"].conn)
     run_sql_file(dbs["original"].url, "original_008_fix_customer_id.sql")
-    upgrade(dbs["never"], "-x", "online_008=never")
-    assert "008: online path" in upgrade(dbs["always"], *ALWAYS).stderr
+    upgrade(dbs["never"], "-x", "online=never")
+    assert "chat_conversations: online path" in upgrade(dbs["always"], *ALWAYS).stderr
 
     snapshots = {arm: catalog.snapshot(db.conn) for arm, db in dbs.items()}
     assert snapshots["always"] == snapshots["never"] == snapshots["original"]
@@ -240,7 +277,7 @@ def test_without_customer_phone_both_paths_use_the_formula_without_it(make_db):
     dbs = {arm: make_db(customer_id="missing", phone=False) for arm in ("never", "always")}
     before = conversation_rows(dbs["never"].conn)
     for arm, db in dbs.items():
-        upgrade(db, "-x", f"online_008={arm}", "-x", "online_008_batch_size=97")
+        upgrade(db, "-x", f"online={arm}", "-x", "online_batch_size=97")
     assert conversation_rows(dbs["always"].conn) == conversation_rows(dbs["never"].conn)
     assert catalog.snapshot(dbs["always"].conn) == catalog.snapshot(dbs["never"].conn)
     customer_ids = [r["customer_id"] for r in conversation_rows(dbs["always"].conn)]
@@ -254,35 +291,21 @@ def test_without_customer_phone_both_paths_use_the_formula_without_it(make_db):
 def test_killed_during_the_backfill_a_rerun_finishes_it(make_db):
     db = make_db(customer_id="nullable")
     before = conversation_rows(db.conn)
-    ids = [r["id"] for r in before]  # in id order
     null_ids = [r["id"] for r in before if r["customer_id"] is None]
     locked = null_ids[len(null_ids) // 2]  # a row the backfill must update
-    batch = 97
-    # Rows committed when the run is stuck on the locked row's batch: every NULL row
-    # of the batches before it.
-    done_before = sum(
-        1
-        for r in before
-        if r["id"] < ids[(ids.index(locked) // batch) * batch] and r["customer_id"] is None
-    )
-    filled_at_start = sum(1 for r in before if r["customer_id"] is not None)
 
     with psycopg.connect(db.url) as locker:
         locker.execute("SELECT 1 FROM chat_conversations WHERE id = %s FOR UPDATE", (locked,))
-        process = start_upgrade(db, *ALWAYS)
-        expected = filled_at_start + done_before
-        wait_until(
-            db,
-            f"SELECT count(*) = {expected} FROM chat_conversations WHERE customer_id IS NOT NULL",
-            "the batches before the locked row",
-            process,
-        )
-        kill_run(db, process, locker)
+        deploy = Deploy(db.url, *ALWAYS)
+        # Progress stops on the batch that holds the locked row: it waits under the short
+        # lock_timeout, again and again.
+        deploy.wait_for_line(r"backfill batch could not get its lock .*\(attempt 2 of")
+        kill_run(db, deploy, locker)
         locker.rollback()
 
     interrupted = state(db)
     assert interrupted["version"] == "004" and interrupted["not_null"] is False
-    assert 0 < interrupted["nulls"] < sum(1 for r in before if r["customer_id"] is None)
+    assert 0 < interrupted["nulls"] < len(null_ids)
     upgrade(db, *ALWAYS)
     assert_repaired(db, before)
 
@@ -291,17 +314,22 @@ def test_killed_during_the_concurrent_index_build_a_rerun_rebuilds_it(make_db):
     db = make_db()
     before = conversation_rows(db.conn)
     with open_snapshot(db) as snapshot_holder:
-        process = start_upgrade(db, *ALWAYS)
+        deploy = Deploy(db.url, *ALWAYS)
         wait_until(
             db,
             "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
             "AND query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event = 'virtualxid'",
             "the concurrent index build to wait",
-            process,
+            deploy,
         )
-        kill_run(db, process, snapshot_holder)
+        kill_run(db, deploy, snapshot_holder)
+    # Every row filled, the NOT NULL check validated (NOT NULL itself is the run's last
+    # transaction's), the index left INVALID.
     interrupted = state(db)
-    assert interrupted == {"version": "004", "not_null": True, "nulls": 0, "index_valid": False}
+    assert interrupted == {"version": "004", "not_null": False, "nulls": 0, "index_valid": False}
+    assert db.scalar(
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'chat_conversations_customer_id_not_null'"
+    )
 
     result = upgrade(db, *ALWAYS)
     assert "is INVALID (an interrupted concurrent build); dropping and building it again" in (
@@ -328,10 +356,12 @@ def test_an_error_fails_the_run_keeps_the_committed_batches_and_a_rerun_finishes
 
     result = alembic_cli(*ALWAYS, "upgrade", "head", url=db.url)
     assert result.returncode != 0
-    assert (
-        f"Migration step (upgrade 004 -> 008, online path) failed at backfill "
-        f"batch: refused row {refused}; the steps committed before it are kept"
-    ) in (result.stdout)
+    assert result.stdout.strip() == (
+        "FAILED: Migration step (online, before the run's transaction) failed: at "
+        "chat_conversations: fill customer_id in batches of rows (one pass over the table): "
+        f"refused row {refused}; the online steps committed before it are kept (they commit "
+        "one by one): fix the cause and re-run `alembic upgrade head` to finish."
+    )
     failed = state(db)
     assert failed["version"] == "004" and failed["not_null"] is False
     assert 0 < failed["nulls"] < len(null_ids)
@@ -347,7 +377,7 @@ def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(make_db, mode):
     db = make_db(customer_id="nullable")
     before = conversation_rows(db.conn)
     make_invalid_index(db)
-    upgrade(db, "-x", f"online_008={mode}")
+    upgrade(db, "-x", f"online={mode}")
     assert state(db)["index_valid"] is True
     assert_repaired(db, before)
 
@@ -357,36 +387,40 @@ def test_add_column_waits_under_a_short_lock_timeout_and_retries(make_db):
     before = conversation_rows(db.conn)
     with psycopg.connect(db.url) as reader:
         reader.execute("LOCK TABLE chat_conversations IN ACCESS SHARE MODE")
-        process = start_upgrade(db, *ALWAYS)
-        retries = 0
-        for line in process.stderr:
-            retries += "ADD COLUMN could not get its lock (55P03" in line
-            if retries == 2:
-                break
-        assert retries == 2, "the run ended without retrying ADD COLUMN"
+        deploy = Deploy(db.url, *ALWAYS)
+        deploy.wait_for_line(
+            r"online: add column customer_id \(catalog only\) could not get its lock within "
+            r"50 ms \(attempt 2 of 60\); retrying in 0.10 s$"
+        )
         reader.rollback()
-        process.stderr.read()
-        assert process.wait() == 0
+        assert deploy.finish() == 0, deploy.log
+    assert "online: chat_conversations: add column customer_id (catalog only) in " in deploy.log
     assert_repaired(db, before)
 
 
 def test_a_lock_never_released_fails_the_step_after_its_attempts(make_db, monkeypatch):
     db = make_db()
-    monkeypatch.setattr(online, "LOCK_ATTEMPTS", 3)
+    monkeypatch.setattr(executor, "LOCK_ATTEMPTS", 3)
     slept = []
     engine = create_engine(
         db.url.replace("postgresql://", "postgresql+psycopg2://"), isolation_level="AUTOCOMMIT"
     )
+    step = AddColumn(
+        "chat_conversations",
+        "customer_id",
+        "ALTER TABLE public.chat_conversations ADD COLUMN IF NOT EXISTS customer_id TEXT",
+    )
     try:
         with psycopg.connect(db.url) as reader, engine.connect() as connection:
             reader.execute("LOCK TABLE chat_conversations IN ACCESS SHARE MODE")
-            repair = online.OnlineRepair(connection, online.Options(), sleep=slept.append)
+            ex = Executor(connection, sleep=slept.append)
             with pytest.raises(OperationalError, match="lock timeout"):
-                repair.add_column()
+                step.run(ex, OnlineOptions())
+            assert ex.step == "add column customer_id (catalog only)"
             assert connection.exec_driver_sql("SHOW lock_timeout").scalar() == "0"
     finally:
         engine.dispose()
-    assert len(slept) == 2
+    assert slept == [0.05, 0.1]
     assert state(db)["not_null"] is None  # the column was never added
 
 
@@ -403,19 +437,18 @@ def test_one_notify_and_only_after_the_last_commit(make_db):
         # Hold the version row: the run's last transaction (version UPDATE, then
         # NOTIFY) waits there after every step of the online path has committed.
         version_lock.execute("SELECT 1 FROM alembic_version FOR UPDATE")
-        process = start_upgrade(db, *ALWAYS)
+        deploy = Deploy(db.url, *ALWAYS)
         wait_until(
             db,
             "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'UPDATE alembic_version%'"
             " AND wait_event_type = 'Lock'",
             "the run's last transaction",
-            process,
+            deploy,
         )
         assert state(db)["index_valid"] is True  # the online steps are all committed
         assert notifications_until_sentinel(db, listener, "sentinel-1") == []
         version_lock.rollback()
-        process.stderr.read()
-        assert process.wait() == 0
+        assert deploy.finish() == 0, deploy.log
         assert notifications_until_sentinel(db, listener, "sentinel-2") == ["reload schema"]
 
 
