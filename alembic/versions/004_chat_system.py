@@ -1,7 +1,7 @@
 """The chat system: conversations, messages, participants, their RLS, grants and triggers.
 
 Revision ID: 004
-Revises: 000
+Revises: c001
 Create Date: 2026-11-25
 
 Why: replicates the hand-run ``004_chat_system.sql`` exactly, objects and names
@@ -38,7 +38,7 @@ from chatdb.deploy import data_loss
 from chatdb.revisions import prerequisites
 
 revision: str = "004"
-down_revision: str | Sequence[str] | None = "000"
+down_revision: str | Sequence[str] | None = "c001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
