@@ -1,7 +1,10 @@
-"""The chat system's tables, exactly as migration 004 (repaired by 008) defines them.
+"""The chat system's tables at head: as migration 004 (repaired by 008) defines them,
+with what the revisions after it add (009: message_text and the phone indexes; 012:
+the message_type index; 013: the partial media_url and metadata indexes; 014:
+website_name).
 
-Names of indexes and constraints are PostgreSQL's defaults or 004's own, because
-production databases already hold these objects under these names.
+Names of indexes and constraints are PostgreSQL's defaults or the SQL files' own,
+because production databases already hold these objects under these names.
 """
 
 import uuid
@@ -35,6 +38,8 @@ class ChatConversation(Base):
         Index("idx_chat_conversations_customer", "customer_id"),
         Index("idx_chat_conversations_status", "status"),
         Index("idx_chat_conversations_updated", text("updated_at DESC")),
+        Index("idx_chat_conversations_phone", "customer_phone"),
+        Index("idx_chat_conversations_website_phone", "website_id", "customer_phone"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
@@ -45,6 +50,8 @@ class ChatConversation(Base):
     customer_id: Mapped[str] = mapped_column(Text)
     customer_name: Mapped[str | None] = mapped_column(Text)
     customer_phone: Mapped[str | None] = mapped_column(Text)
+    # 014 (FIX A's column): the backend writes it with every conversation it creates.
+    website_name: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str | None] = mapped_column(Text, server_default=text("'active'::text"))
     unread_owner: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
     unread_customer: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
@@ -59,6 +66,18 @@ class ChatMessage(Base):
         Index("idx_chat_messages_conversation", "conversation_id"),
         Index("idx_chat_messages_created", text("created_at DESC")),
         Index("idx_chat_messages_sender", "sender_type", "sender_id"),
+        Index("idx_chat_messages_type", "message_type"),
+        Index(
+            "idx_chat_messages_media_url",
+            "media_url",
+            postgresql_where=text("(media_url IS NOT NULL)"),
+        ),
+        Index(
+            "idx_chat_messages_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_where=text("(metadata IS NOT NULL)"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
@@ -70,6 +89,8 @@ class ChatMessage(Base):
     sender_name: Mapped[str | None] = mapped_column(Text)
     message_type: Mapped[str | None] = mapped_column(Text, server_default=text("'text'::text"))
     content: Mapped[str | None] = mapped_column(Text)
+    # 009: what the backend writes a message's text to (content is kept, and read).
+    message_text: Mapped[str] = mapped_column(Text, server_default=text("''::text"))
     media_url: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     is_read: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))

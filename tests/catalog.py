@@ -1,7 +1,10 @@
 """Read the live catalog of the chat schema and compare it with the spec.
 
-The spec is docs/spec/chat-schema.md (revisions 004 and 008). This module
-has no pytest fixtures and no tests; it works with any DB-API connection that
+The spec is docs/spec/chat-schema.md (revisions 004 and 008): compare it with a
+database at revision 008 (``alembic upgrade 008``) or where the hand-run 004/008 ran,
+never with head, which the revisions after 008 change (head is compared with the
+models: ``alembic check``, ``chatdb drift``). ``snapshot`` works at any revision, for
+before/after comparisons. This module has no pytest fixtures and no tests; it works with any DB-API connection that
 offers ``cursor()``, ``execute(sql, params)`` with ``%s`` placeholders and
 ``fetchall()`` (psycopg 3 and psycopg2 both do).
 

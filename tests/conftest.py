@@ -29,6 +29,7 @@ from tests.fixtures import (  # noqa: F401  (fixtures: pytest finds them through
     _shape_b,
     _shape_c,
     _shape_d,
+    _supabase_at_008,
     any_shape_db,
     at_008_db,
     shape_a_db,
@@ -36,6 +37,7 @@ from tests.fixtures import (  # noqa: F401  (fixtures: pytest finds them through
     shape_c_db,
     shape_d_db,
     shape_template,
+    supabase_at_008_db,
 )
 from tests.pg import Database, Server, database_of, loader, migrate, run_sql_file
 
@@ -104,6 +106,11 @@ hand_run_proc = factories.postgresql_noproc(
 )
 at_008_proc = factories.postgresql_noproc(
     dbname="t_008", depends_on="server", load=[loader(lambda url: migrate(url, "008"))]
+)
+supabase_at_008_proc = factories.postgresql_noproc(
+    dbname="t_supabase_008",
+    depends_on="supabase_server",
+    load=[loader(prepare_like_supabase, lambda url: migrate(url, "008"))],
 )
 # The four shapes of a database to take over; their fixtures are in tests/fixtures.py.
 shape_a_proc = shape_template("a")

@@ -2,7 +2,8 @@
 
 The templates are registered in conftest.py, beside the others: ``shape_a_proc`` ...
 ``shape_d_proc`` (``shape_template``: on the Supabase-like cluster, built by
-tests.shapes.template) and ``at_008_proc`` (the plain cluster, migrated to 008). conftest.py imports
+tests.shapes.template), ``at_008_proc`` (the plain cluster, migrated to 008) and
+``supabase_at_008_proc`` (the Supabase-like cluster, migrated to 008). conftest.py imports
 this module's fixtures, so every test can ask for them by name. Each fixture is a fresh
 clone of its template.
 """
@@ -32,6 +33,7 @@ _shape_b = factories.postgresql("shape_b_proc")
 _shape_c = factories.postgresql("shape_c_proc")
 _shape_d = factories.postgresql("shape_d_proc")
 _at_008 = factories.postgresql("at_008_proc")
+_supabase_at_008 = factories.postgresql("supabase_at_008_proc")
 
 
 @dataclass
@@ -80,3 +82,10 @@ def any_shape_db(request) -> ShapeDatabase:
 def at_008_db(_at_008) -> Database:
     """Plain PostgreSQL migrated to revision 008 (the head before the revisions after 008)."""
     return database_of(_at_008)
+
+
+@pytest.fixture
+def supabase_at_008_db(_supabase_at_008) -> Database:
+    """Prepared like a Supabase project, migrated to revision 008 (004's policies, as
+    production had them before 049)."""
+    return database_of(_supabase_at_008)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from chatdb.inspect.access import ALL, NONE, REFUSED, read_matrix_from_env
+from chatdb.inspect.access import ALL, COMMANDS, FILTERED, NONE, REFUSED, read_matrix_from_env
 from tests.pg import database_url
 
 OWNER = uuid.UUID("00000000-0000-4000-8000-00000000000a")  # owns the seeded "own" website
@@ -131,23 +131,15 @@ def seed(conn: psycopg.Connection) -> Seed:
     return Seed(websites[0], websites[1], conversations[0], conversations[1], ids, unread)
 
 
-# The matrix the spec implies at head ("Grants" and "Row level security"): effective
-# privileges are ALL for the three roles (004's GRANTs plus the platform's default
-# privileges), service_role bypasses RLS, and the "Service role full access" policies
-# apply to PUBLIC, so anon and authenticated reach every row of every command. Each
-# cell: (rows, the policies that decide it).
+# The matrix at revision 008, as docs/spec/chat-schema.md implies it ("Grants" and "Row
+# level security"): effective privileges are ALL for the three roles (004's GRANTs plus
+# the platform's default privileges), service_role bypasses RLS, and 004's "Service role
+# full access" policies apply to PUBLIC, so anon and authenticated reach every row of
+# every command. Each cell: (rows, the policies that decide it).
 _CONVERSATIONS_FULL = "Service role full access to conversations"
 _MESSAGES_FULL = "Service role full access to messages"
 _PARTICIPANTS_FULL = "Service role full access to participants"
-_POLICY_CELLS = {
-    ("chat_conversations", "SELECT"): ("Customers can view own conversations", _CONVERSATIONS_FULL),
-    ("chat_conversations", "INSERT"): ("Anyone can create conversations", _CONVERSATIONS_FULL),
-    ("chat_conversations", "UPDATE"): (_CONVERSATIONS_FULL,),
-    ("chat_conversations", "DELETE"): (_CONVERSATIONS_FULL,),
-    ("chat_messages", "SELECT"): ("Anyone can view messages", _MESSAGES_FULL),
-    ("chat_messages", "INSERT"): ("Anyone can insert messages", _MESSAGES_FULL),
-    ("chat_messages", "UPDATE"): ("Anyone can update messages", _MESSAGES_FULL),
-    ("chat_messages", "DELETE"): (_MESSAGES_FULL,),
+_PARTICIPANT_CELLS = {
     ("chat_participants", "SELECT"): (
         "Anyone can manage participants",
         "Anyone can view participants",
@@ -157,23 +149,63 @@ _POLICY_CELLS = {
     ("chat_participants", "UPDATE"): ("Anyone can manage participants", _PARTICIPANTS_FULL),
     ("chat_participants", "DELETE"): ("Anyone can manage participants", _PARTICIPANTS_FULL),
 }
-SPEC_MATRIX: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
+_POLICY_CELLS_AT_008 = {
+    ("chat_conversations", "SELECT"): ("Customers can view own conversations", _CONVERSATIONS_FULL),
+    ("chat_conversations", "INSERT"): ("Anyone can create conversations", _CONVERSATIONS_FULL),
+    ("chat_conversations", "UPDATE"): (_CONVERSATIONS_FULL,),
+    ("chat_conversations", "DELETE"): (_CONVERSATIONS_FULL,),
+    ("chat_messages", "SELECT"): ("Anyone can view messages", _MESSAGES_FULL),
+    ("chat_messages", "INSERT"): ("Anyone can insert messages", _MESSAGES_FULL),
+    ("chat_messages", "UPDATE"): ("Anyone can update messages", _MESSAGES_FULL),
+    ("chat_messages", "DELETE"): (_MESSAGES_FULL,),
+    **_PARTICIPANT_CELLS,
+}
+SPEC_MATRIX_AT_008: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
     (role, table, command): (ALL, ("BYPASSRLS",) if role == "service_role" else policies)
     for role in ("anon", "authenticated", "service_role")
-    for (table, command), policies in _POLICY_CELLS.items()
-}
-# The cells where anon changes or removes rows it does not own (chatdb access flags them).
-SPEC_ANON_WRITES = {
-    ("anon", table, command)
-    for table in ("chat_conversations", "chat_messages", "chat_participants")
-    for command in ("UPDATE", "DELETE")
+    for (table, command), policies in _POLICY_CELLS_AT_008.items()
 }
 
-# A hardened state, for tests only: the "Service role full access" policies scoped TO
-# service_role, anon's UPDATE/DELETE revoked, and the message trigger made SECURITY
-# DEFINER (without that, a customer's message would fail: the trigger updates the
-# conversation as the caller). Not a design for the later revision, a state that is
-# not uniformly "all", to show that the requests and `chatdb access` still agree.
+# The matrix at head, after revision 049 (the chat part of production's hardening):
+# chat_messages has only "Service role manages chat_messages", TO service_role, so anon
+# and authenticated reach no message; chat_conversations keeps the owner policies, which
+# filter by the website's owner (anon, with no user id, owns nothing); chat_participants
+# keeps 004's policies, as 049 left it. service_role bypasses RLS everywhere.
+_OWNERS_MANAGE = "Owners can manage own conversations"
+_OWNERS_VIEW = "Owners can view own conversations"
+_API_CELLS_AT_HEAD: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
+    ("chat_conversations", "SELECT"): (FILTERED, (_OWNERS_MANAGE, _OWNERS_VIEW)),
+    ("chat_conversations", "INSERT"): (FILTERED, (_OWNERS_MANAGE,)),
+    ("chat_conversations", "UPDATE"): (FILTERED, (_OWNERS_MANAGE,)),
+    ("chat_conversations", "DELETE"): (FILTERED, (_OWNERS_MANAGE,)),
+    **{("chat_messages", command): (NONE, ("no policy",)) for command in COMMANDS},
+    **{cell: (ALL, policies) for cell, policies in _PARTICIPANT_CELLS.items()},
+}
+SPEC_MATRIX: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
+    (role, table, command): (ALL, ("BYPASSRLS",)) if role == "service_role" else cell
+    for role in ("anon", "authenticated", "service_role")
+    for (table, command), cell in _API_CELLS_AT_HEAD.items()
+}
+
+
+def anon_writes(matrix) -> set[tuple[str, str, str]]:
+    """The cells where anon changes or removes rows it does not own (chatdb access flags
+    them): UPDATE or DELETE reaching every row."""
+    return {
+        (role, table, command)
+        for (role, table, command), (rows, _) in matrix.items()
+        if role == "anon" and command in ("UPDATE", "DELETE") and rows == ALL
+    }
+
+
+SPEC_ANON_WRITES_AT_008 = anon_writes(SPEC_MATRIX_AT_008)  # all six
+SPEC_ANON_WRITES = anon_writes(SPEC_MATRIX)  # chat_participants' UPDATE and DELETE
+
+# A hardened state of revision 008, for tests only: 004's "Service role full access"
+# policies scoped TO service_role, anon's UPDATE/DELETE revoked, and the message trigger
+# made SECURITY DEFINER (without that, a customer's message would fail: the trigger
+# updates the conversation as the caller). Not what 049 did, a state that is not
+# uniformly "all", to show that the requests and `chatdb access` still agree.
 HARDENING_SKETCH = """
 ALTER POLICY "Service role full access to conversations" ON public.chat_conversations
     TO service_role;

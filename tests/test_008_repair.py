@@ -1,4 +1,8 @@
-"""Issue 2 (d): 008 repairs drifted chat_conversations holding rows, with the exact formula."""
+"""Issue 2 (d): 008 repairs drifted chat_conversations holding rows, with the exact formula.
+
+These tests pin the SQL history: each runs the revisions up to 008 (``alembic upgrade
+008``) and checks what 008 must leave, not what head has.
+"""
 
 import pytest
 
@@ -52,9 +56,10 @@ def assert_repaired(db):
 
 
 def test_column_missing(db_at_004):
+    """Pins the SQL history: 008 adds, fills and indexes a missing customer_id."""
     db_at_004.conn.execute("ALTER TABLE chat_conversations DROP COLUMN customer_id")
     insert_rows(db_at_004, with_customer_id=False)
-    migrate(db_at_004.url, "head")
+    migrate(db_at_004.url, "008")
     assert customer_ids(db_at_004) == {
         PHONE_ROW: "customer_0123456789",
         NO_PHONE_ROW: f"customer_unknown_{NO_PHONE_ROW}",
@@ -64,9 +69,10 @@ def test_column_missing(db_at_004):
 
 
 def test_column_nullable_with_null_rows(db_at_004):
+    """Pins the SQL history: 008 fills the NULLs of a nullable customer_id."""
     db_at_004.conn.execute("ALTER TABLE chat_conversations ALTER COLUMN customer_id DROP NOT NULL")
     insert_rows(db_at_004)
-    migrate(db_at_004.url, "head")
+    migrate(db_at_004.url, "008")
     assert customer_ids(db_at_004) == {
         PHONE_ROW: "customer_0123456789",
         NO_PHONE_ROW: f"customer_unknown_{NO_PHONE_ROW}",
@@ -76,11 +82,13 @@ def test_column_nullable_with_null_rows(db_at_004):
 
 
 def test_table_without_customer_phone(db_at_004):
+    """Pins the SQL history: 008's formula without the phone term. (Beyond 008 such a
+    table stops: 009 indexes customer_phone, which the backend sends on every create.)"""
     db_at_004.conn.execute(
         "ALTER TABLE chat_conversations DROP COLUMN customer_phone, DROP COLUMN customer_id"
     )
     insert_rows(db_at_004, with_phone_column=False, with_customer_id=False)
-    migrate(db_at_004.url, "head")
+    migrate(db_at_004.url, "008")
     assert customer_ids(db_at_004) == {
         row: f"customer_unknown_{row}" for row in (PHONE_ROW, NO_PHONE_ROW, SET_ROW)
     }
@@ -88,7 +96,8 @@ def test_table_without_customer_phone(db_at_004):
 
 
 def test_older_script_table_is_adopted_and_repaired_in_one_run(empty_db):
-    """The production story: chat_conversations made by an older script, then 000+004+008."""
+    """The production story: chat_conversations made by an older script, then 000+004+008.
+    Pins the SQL history: the run stops at 008."""
     empty_db.conn.execute(
         """
         CREATE EXTENSION IF NOT EXISTS "uuid-ossp";
@@ -109,13 +118,14 @@ def test_older_script_table_is_adopted_and_repaired_in_one_run(empty_db):
     )
     # The old table was made before revision 000's default privileges: the API roles
     # hold nothing on it, and 004's GRANTs widen that, which the operator must accept.
-    migrate(empty_db.url, "head", x=["allow_wider_access=true"])
+    migrate(empty_db.url, "008", x=["allow_wider_access=true"])
     assert customer_ids(empty_db) == {PHONE_ROW: "customer_77"}
     assert_repaired(empty_db)
 
 
 def test_backfill_error_fails_the_run_and_leaves_the_table_as_it_was(db_at_004):
-    """The hand-run 008 turned this into a NOTICE and left customer_id nullable."""
+    """The hand-run 008 turned this into a NOTICE and left customer_id nullable. Pins the
+    SQL history: the failure names the step 004 -> 008."""
     db_at_004.conn.execute("ALTER TABLE chat_conversations ALTER COLUMN customer_id DROP NOT NULL")
     insert_rows(db_at_004)
     db_at_004.conn.execute(
@@ -127,7 +137,7 @@ def test_backfill_error_fails_the_run_and_leaves_the_table_as_it_was(db_at_004):
         """
     )
     before = customer_ids(db_at_004)
-    result = alembic_cli("upgrade", "head", url=db_at_004.url)
+    result = alembic_cli("upgrade", "008", url=db_at_004.url)
     assert result.returncode != 0
     failure = result.stdout.strip().splitlines()[-1]
     assert failure.startswith("FAILED: ") and "backfill refused by test" in failure
@@ -136,11 +146,12 @@ def test_backfill_error_fails_the_run_and_leaves_the_table_as_it_was(db_at_004):
     assert db_at_004.scalar("SELECT version_num FROM alembic_version") == "004"
 
 
-@pytest.mark.parametrize("fixture", ["head_db", "supabase_head_db"])
-def test_rerun_at_head_changes_nothing(fixture, request):
+@pytest.mark.parametrize("fixture", ["at_008_db", "supabase_at_008_db"])
+def test_rerun_of_008_changes_nothing(fixture, request):
+    """Pins the SQL history: 008's downgrade and upgrade, at 008."""
     db = request.getfixturevalue(fixture)
     before = catalog.snapshot(db.conn)
     migrate(db.url, "004", down=True)  # 008's downgrade is a no-op ...
     assert catalog.snapshot(db.conn) == before
-    migrate(db.url, "head")  # ... and re-applying it finds everything in place
+    migrate(db.url, "008")  # ... and re-applying it finds everything in place
     assert catalog.snapshot(db.conn) == before

@@ -1,5 +1,7 @@
-"""Issue 6 (2, 3): role x table x command, as PostgREST requests exercise it and as
-`chatdb access` prints it; the weak spots of 004's policies, each pinned by name.
+"""Issue 6 (2, 3), issue 9 (5): role x table x command, as PostgREST requests exercise it
+and as `chatdb access` prints it, at head and at revision 008; the weak spots of 004's
+policies, each pinned by name: open at 008, closed at head by 049, or (chat_participants,
+which 049 left alone) still open and flagged at head.
 
 Every cell is observed with a real statement in a real request (tests.postgrest):
 SELECT/UPDATE/DELETE filtered by id, as PostgREST sends them, over rows of two
@@ -27,7 +29,9 @@ from tests.postgrest import (
     CALLERS,
     HARDENING_SKETCH,
     SPEC_ANON_WRITES,
+    SPEC_ANON_WRITES_AT_008,
     SPEC_MATRIX,
+    SPEC_MATRIX_AT_008,
     Seed,
     live_matrix,
     postgrest_request,
@@ -48,7 +52,15 @@ UPDATES = {
 @pytest.fixture(params=["supabase_head_db", "head_db"])
 def at_head(request):
     """Head on a Supabase-like database, and on plain PostgreSQL (where revision 000
-    made the roles, auth.uid() and default privileges): the matrix must be the same."""
+    made the roles, auth.uid(), auth.role() and default privileges): the matrix must be
+    the same."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(params=["supabase_at_008_db", "at_008_db"])
+def at_008(request):
+    """Revision 008 (004's policies, as production ran them before 049), Supabase-like
+    and plain."""
     return request.getfixturevalue(request.param)
 
 
@@ -157,18 +169,23 @@ def parse_access_output(stdout: str) -> dict[tuple[str, str, str], tuple[str, tu
     return cells
 
 
+def printed(matrix, anon_writes) -> dict[tuple[str, str, str], tuple[str, tuple, bool]]:
+    return {key: (rows, through, key in anon_writes) for key, (rows, through) in matrix.items()}
+
+
 def printed_spec() -> dict[tuple[str, str, str], tuple[str, tuple, bool]]:
-    return {
-        key: (rows, through, key in SPEC_ANON_WRITES)
-        for key, (rows, through) in SPEC_MATRIX.items()
-    }
+    return printed(SPEC_MATRIX, SPEC_ANON_WRITES)
+
+
+def observable_matrix(matrix) -> dict[tuple[str, str, str], str]:
+    return {key: observable(key[0], rows) for key, (rows, _) in matrix.items()}
 
 
 # --------------------------------------------------------------------------- the matrix
 
 
 def test_requests_at_head_behave_as_the_spec_implies(at_head):
-    assert observed_matrix(at_head) == {key: rows for key, (rows, _) in SPEC_MATRIX.items()}
+    assert observed_matrix(at_head) == observable_matrix(SPEC_MATRIX)
 
 
 def test_chatdb_access_computes_the_spec_matrix(at_head):
@@ -185,16 +202,34 @@ def test_chatdb_access_prints_the_spec_matrix_and_flags_anon_writes(at_head):
     )
 
 
+def test_requests_at_008_behave_as_the_spec_of_004_implies(at_008):
+    """Pins the SQL history: the access 004's policies give, at revision 008."""
+    assert observed_matrix(at_008) == observable_matrix(SPEC_MATRIX_AT_008)
+
+
+def test_chatdb_access_at_008_prints_004s_matrix_and_flags_six_cells(at_008):
+    """Pins the SQL history: what `chatdb access` printed before 049, at revision 008."""
+    assert live_matrix(at_008.url) == SPEC_MATRIX_AT_008
+    result = chatdb_access(at_008.url)
+    assert result.returncode == 0, result.stderr
+    assert parse_access_output(result.stdout) == printed(
+        SPEC_MATRIX_AT_008, SPEC_ANON_WRITES_AT_008
+    )
+    assert "can change or remove rows it does not own: 6 cell(s)" in result.stdout
+
+
 def test_plain_postgresql_prints_the_same_table_as_supabase(head_db, supabase_head_db):
     plain, supabase = chatdb_access(head_db.url), chatdb_access(supabase_head_db.url)
     assert plain.returncode == supabase.returncode == 0
     assert plain.stdout.splitlines()[1:] == supabase.stdout.splitlines()[1:]
 
 
-def test_requests_and_chatdb_access_agree_on_a_hardened_database(supabase_head_db):
-    supabase_head_db.conn.execute(HARDENING_SKETCH)
-    computed = live_matrix(supabase_head_db.url)
-    assert observed_matrix(supabase_head_db) == {
+def test_requests_and_chatdb_access_agree_on_a_hardened_database(supabase_at_008_db):
+    """Pins the SQL history: HARDENING_SKETCH scopes 004's policies, so it runs at 008."""
+    db = supabase_at_008_db
+    db.conn.execute(HARDENING_SKETCH)
+    computed = live_matrix(db.url)
+    assert observed_matrix(db) == {
         (role, table, command): observable(role, rows)
         for (role, table, command), (rows, _) in computed.items()
     }
@@ -206,7 +241,7 @@ def test_requests_and_chatdb_access_agree_on_a_hardened_database(supabase_head_d
     )
     assert computed[("authenticated", "chat_messages", "DELETE")] == (NONE, ("no policy",))
     assert computed[("service_role", "chat_messages", "DELETE")] == (ALL, ("BYPASSRLS",))
-    result = chatdb_access(supabase_head_db.url)
+    result = chatdb_access(db.url)
     assert result.returncode == 0, result.stderr
     assert not [
         key for key, (_, _, flagged) in parse_access_output(result.stdout).items() if flagged
@@ -214,8 +249,10 @@ def test_requests_and_chatdb_access_agree_on_a_hardened_database(supabase_head_d
 
 
 # --------------------------------------------------------------------------- weak spots
-# 004's policies as production ran them. Each test passes today; when a hardening
-# revision closes the hole, the test fails and must be changed on purpose.
+# 004's policies as production ran them, until 049. Each hole is pinned twice: open at
+# 008 (the history: what production had, what 049 closed) and closed at head; the one
+# 049 left, chat_participants, is pinned open and flagged at head too. When access
+# changes again, one of these fails and must be changed on purpose.
 
 
 def anon_request(db):
@@ -230,49 +267,98 @@ def flagged_cells(url: str) -> set[tuple[str, str, str]]:
     }
 
 
-def test_weak_spot_anon_reads_every_conversation(supabase_head_db):
-    rows = seed(supabase_head_db.conn)
-    with postgrest_request(supabase_head_db.conn, *CALLERS["anon"]) as conn:
+def anon_reads_conversations(db) -> tuple[set, set]:
+    """(the conversations anon's SELECT returns, every seeded conversation)."""
+    rows = seed(db.conn)
+    with postgrest_request(db.conn, *CALLERS["anon"]) as conn:
         visible = {r[0] for r in conn.execute("SELECT id FROM chat_conversations")}
-    assert visible == set(rows.ids["chat_conversations"])  # both owners' customers
-    assert live_matrix(supabase_head_db.url)[("anon", "chat_conversations", "SELECT")][0] == ALL
+    return visible, set(rows.ids["chat_conversations"])
 
 
-def test_weak_spot_anon_updates_any_message(supabase_head_db):
-    db = supabase_head_db
+def anon_rewrites_messages(db) -> int:
+    """How many of the seeded messages anon's UPDATE rewrote (committed)."""
     rows = seed(db.conn)
     with anon_request(db) as conn:
-        changed = conn.execute(
+        return conn.execute(
             "UPDATE chat_messages SET content = 'rewritten by anon' WHERE id = ANY(%s)",
             (rows.ids["chat_messages"],),
         ).rowcount
-    assert changed == 2
-    assert db.rows("SELECT DISTINCT content FROM chat_messages") == [("rewritten by anon",)]
-    assert ("anon", "chat_messages", "UPDATE") in flagged_cells(db.url)
 
 
-def assert_anon_deletes_every_row(db, table: str) -> None:
+def anon_deletes(db, table: str) -> tuple[int, int]:
+    """(rows anon's DELETE removed, rows seeded) of ``table`` (committed)."""
     rows = seed(db.conn)
     with anon_request(db) as conn:
         deleted = conn.execute(
             sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
             (rows.ids[table],),
         ).rowcount
-    assert deleted == len(rows.ids[table]) == 2
+    return deleted, len(rows.ids[table])
+
+
+def test_weak_spot_anon_reads_every_conversation(supabase_at_008_db):
+    """Pins the SQL history: at 008, 004's "Customers can view own conversations" (USING
+    (true)) shows anon every shop's customers; 049 closes it."""
+    db = supabase_at_008_db
+    visible, seeded = anon_reads_conversations(db)
+    assert visible == seeded  # both owners' customers
+    assert live_matrix(db.url)[("anon", "chat_conversations", "SELECT")][0] == ALL
+
+
+def test_weak_spot_anon_updates_any_message(supabase_at_008_db):
+    """Pins the SQL history: at 008, "Anyone can update messages" lets anon rewrite them."""
+    db = supabase_at_008_db
+    assert anon_rewrites_messages(db) == 2
+    assert db.rows("SELECT DISTINCT content FROM chat_messages") == [("rewritten by anon",)]
+    assert ("anon", "chat_messages", "UPDATE") in flagged_cells(db.url)
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_weak_spot_anon_deletes_any_row(supabase_at_008_db, table):
+    """Pins the SQL history: at 008, the "Service role full access to ..." policies (no TO
+    clause) and the default privileges let anon delete every row of the three tables."""
+    db = supabase_at_008_db
+    assert anon_deletes(db, table) == (2, 2)
     assert db.scalar(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))) == 0
     assert ("anon", table, "DELETE") in flagged_cells(db.url)
 
 
-def test_weak_spot_anon_deletes_any_conversation(supabase_head_db):
-    assert_anon_deletes_every_row(supabase_head_db, "chat_conversations")
+def test_closed_at_head_anon_reads_no_conversation(supabase_head_db):
+    db = supabase_head_db
+    visible, seeded = anon_reads_conversations(db)
+    assert visible == set() and len(seeded) == 2
+    # only the owner policies are left, and anon owns no website
+    assert live_matrix(db.url)[("anon", "chat_conversations", "SELECT")] == (
+        FILTERED,
+        ("Owners can manage own conversations", "Owners can view own conversations"),
+    )
 
 
-def test_weak_spot_anon_deletes_any_message(supabase_head_db):
-    assert_anon_deletes_every_row(supabase_head_db, "chat_messages")
+def test_closed_at_head_anon_updates_no_message(supabase_head_db):
+    db = supabase_head_db
+    assert anon_rewrites_messages(db) == 0
+    assert db.rows("SELECT DISTINCT content FROM chat_messages") == [("seeded",)]
+    assert live_matrix(db.url)[("anon", "chat_messages", "UPDATE")] == (NONE, ("no policy",))
 
 
-def test_weak_spot_anon_deletes_any_participant(supabase_head_db):
-    assert_anon_deletes_every_row(supabase_head_db, "chat_participants")
+@pytest.mark.parametrize("table", ["chat_conversations", "chat_messages"])
+def test_closed_at_head_anon_deletes_no_conversation_or_message(supabase_head_db, table):
+    db = supabase_head_db
+    assert anon_deletes(db, table) == (0, 2)
+    assert db.scalar(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))) == 2
+    assert not {key for key in flagged_cells(db.url) if key[1] == table}
+
+
+def test_weak_spot_at_head_anon_deletes_any_participant(supabase_head_db):
+    """049 left chat_participants alone: 004's "Anyone can manage participants" still lets
+    anon change and delete every participant, and `chatdb access` flags both cells."""
+    db = supabase_head_db
+    assert anon_deletes(db, "chat_participants") == (2, 2)
+    assert db.scalar("SELECT count(*) FROM chat_participants") == 0
+    assert flagged_cells(db.url) == {
+        ("anon", "chat_participants", "UPDATE"),
+        ("anon", "chat_participants", "DELETE"),
+    }
 
 
 # --------------------------------------------------------------------------- the command

@@ -11,7 +11,8 @@ owner), and service_role (the backend). The outcome of each is observed:
   row-level security policy").
 
 and compared with what the access matrix says for the cells the operation needs:
-SPEC_MATRIX at head (the spec), `chatdb access`'s live matrix on a hardened database.
+SPEC_MATRIX at head (after 049), `chatdb access`'s live matrix on a hardened database
+(revision 008 with tests.postgrest.HARDENING_SKETCH).
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ STATES = {
     # state: (database fixture, SQL applied first, whose matrix to expect)
     "supabase head": ("supabase_head_db", None, "spec"),
     "plain head": ("head_db", None, "spec"),
-    "hardened": ("supabase_head_db", HARDENING_SKETCH, "live"),
+    "hardened": ("supabase_at_008_db", HARDENING_SKETCH, "live"),
 }
 
 
@@ -280,15 +281,33 @@ def test_operation_outcome_is_what_the_access_matrix_says(request, state, caller
     assert run(db, rows, caller, operation) == want
 
 
-def test_each_outcome_occurs_on_the_hardened_database(supabase_head_db):
+def test_each_outcome_occurs_on_the_hardened_database(supabase_at_008_db):
     """The comparison above is not vacuous: on the hardened database, requests are
-    allowed, refused by a grant and filtered by a policy."""
-    supabase_head_db.conn.execute(HARDENING_SKETCH)
-    rows = seed(supabase_head_db.conn)
+    allowed, refused by a grant and filtered by a policy. Pins the SQL history:
+    HARDENING_SKETCH scopes 004's policies, so it runs at 008."""
+    db = supabase_at_008_db
+    db.conn.execute(HARDENING_SKETCH)
+    rows = seed(db.conn)
     close = next(op for op in OPERATIONS if op.name == "close conversation")
-    assert run(supabase_head_db, rows, "anon", close) == REFUSED_BY_GRANT
-    assert run(supabase_head_db, rows, "stranger", close) == FILTERED_BY_POLICY
-    assert run(supabase_head_db, rows, "owner", close) == ALLOWED
+    assert run(db, rows, "anon", close) == REFUSED_BY_GRANT
+    assert run(db, rows, "stranger", close) == FILTERED_BY_POLICY
+    assert run(db, rows, "owner", close) == ALLOWED
+
+
+def test_at_head_each_outcome_occurs_too(supabase_head_db):
+    """At head (049) the outcomes differ by caller without any extra SQL: the owner
+    closes their own conversation, a stranger and anon are filtered by the owner
+    policies, and a message can only come from the backend (service_role)."""
+    db = supabase_head_db
+    rows = seed(db.conn)
+    close = next(op for op in OPERATIONS if op.name == "close conversation")
+    send = next(op for op in OPERATIONS if op.name == "send customer message")
+    assert run(db, rows, "anon", close) == FILTERED_BY_POLICY
+    assert run(db, rows, "stranger", close) == FILTERED_BY_POLICY
+    assert run(db, rows, "owner", close) == ALLOWED
+    assert run(db, rows, "anon", send) == FILTERED_BY_POLICY
+    assert run(db, rows, "owner", send) == FILTERED_BY_POLICY
+    assert run(db, rows, "service_role", send) == ALLOWED
 
 
 def test_backend_flow_end_to_end_as_service_role(supabase_head_db):
@@ -315,16 +334,20 @@ def test_backend_flow_end_to_end_as_service_role(supabase_head_db):
                 "VALUES (%s, %s, %s, %s)",
                 (conversation, sender, CUSTOMER_ID if sender == "customer" else None, content),
             )
-    with postgrest_request(db.conn, "authenticated", OWNER, commit=True) as conn:
+    # The owner reads the chat in the dashboard: the backend marks the messages read
+    # (chat.py:934-939, service_role: since 049 nobody else reaches chat_messages) ...
+    with postgrest_request(db.conn, *service, commit=True) as conn:
         assert (
             conn.execute(
                 "UPDATE chat_messages SET is_read = true, read_at = now(), "
-                "read_by = read_by || to_jsonb(auth.uid()::text) "
+                "read_by = read_by || to_jsonb(%s::text) "
                 "WHERE conversation_id = %s AND sender_type = 'customer' AND is_read = false",
-                (conversation,),
+                (str(OWNER), conversation),
             ).rowcount
             == 1
         )
+    # ... and the owner, signed in, lists their conversations (the owner policies).
+    with postgrest_request(db.conn, "authenticated", OWNER, commit=True) as conn:
         listing = conn.execute(
             "SELECT id, status, unread_owner, unread_rider FROM chat_conversations "
             "WHERE website_id = %s ORDER BY updated_at DESC",
@@ -362,10 +385,11 @@ def test_auth_uid_is_the_sub_claim_as_postgrest_sets_it(supabase_head_db, legacy
     assert db.scalar("SELECT auth.uid()") is None
 
 
-def test_hardening_without_a_definer_trigger_stops_customer_messages(supabase_head_db):
+def test_hardening_without_a_definer_trigger_stops_customer_messages(supabase_at_008_db):
     """What a hardening revision must not forget: the message trigger updates the
-    conversation as the caller, so revoking anon's UPDATE makes every anon message fail."""
-    db = supabase_head_db
+    conversation as the caller, so revoking anon's UPDATE makes every anon message fail.
+    Pins the SQL history: at 008, where anon may still insert messages (049 closed that)."""
+    db = supabase_at_008_db
     db.conn.execute(HARDENING_SKETCH)
     db.conn.execute("ALTER FUNCTION public.update_conversation_on_message() SECURITY INVOKER")
     rows = seed(db.conn)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import produce_migrations, render_python_code
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Column,
     DateTime,
@@ -35,13 +36,26 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 
 import models
+from chatdb.project import alembic_config
 from chatdb.schema import autogen
 from models.entities import Declared
-from tests.pg import ALEMBIC, ROOT, alembic_cli, revision_ids
+from tests.pg import ALEMBIC, ROOT, alembic_cli
 
 BIN = Path(sys.executable).parent
-VIEW_MESSAGES = "Anyone can view messages"
-NOT_SYSTEM = "(sender_type <> 'system'::text)"
+# A policy of head to edit (chat_participants keeps 004's, which 049 left alone).
+VIEW_PARTICIPANTS = "Anyone can view participants"
+NOT_RIDER = "(user_type <> 'rider'::text)"
+
+
+def revision_ids() -> list[str]:
+    """The ids of the project's revisions, base first."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(scripts.walk_revisions()))]
+
+
+def next_id(*also: str) -> str:
+    """The id a new revision gets now (after ``also``, revisions written by the test)."""
+    return autogen.next_revision_id([*revision_ids(), *also])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -135,11 +149,34 @@ def test_alembic_check_passes_at_head(any_head_db):
 
 
 def test_alembic_check_fails_when_the_database_drifted(head_db):
-    head_db.conn.execute(f'ALTER POLICY "{VIEW_MESSAGES}" ON chat_messages USING (false)')
+    head_db.conn.execute(f'ALTER POLICY "{VIEW_PARTICIPANTS}" ON chat_participants USING (false)')
     result = alembic_cli("check", url=head_db.url)
     assert result.returncode != 0
     assert result.stdout.startswith("FAILED: New upgrade operations detected")
-    assert "('drop_policy', 'chat_messages', 'Anyone can view messages')" in result.stdout
+    assert "('drop_policy', 'chat_participants', 'Anyone can view participants')" in result.stdout
+
+
+def test_alembic_check_fails_when_an_index_differs_only_in_method_or_predicate(head_db):
+    """Alembic compares an index's columns only; chatdb.schema.autogen compares the rest."""
+    head_db.conn.execute(
+        "DROP INDEX idx_chat_messages_metadata; DROP INDEX idx_chat_messages_media_url; "
+        "CREATE INDEX idx_chat_messages_metadata ON chat_messages (metadata) "
+        "WHERE metadata IS NOT NULL; "
+        "CREATE INDEX idx_chat_messages_media_url ON chat_messages USING btree (media_url)"
+    )
+    script = autogenerate(head_db.url)
+    assert [(d[0], d[1].name) for d in diffs(script)] == [
+        ("remove_index", "idx_chat_messages_media_url"),
+        ("add_index", "idx_chat_messages_media_url"),
+        ("remove_index", "idx_chat_messages_metadata"),
+        ("add_index", "idx_chat_messages_metadata"),
+    ]
+    code = render_python_code(script.upgrade_ops)
+    assert "postgresql_using='gin'" in code
+    assert "postgresql_where=sa.text('(metadata IS NOT NULL)')" in code
+    assert "postgresql_where=sa.text('(media_url IS NOT NULL)')" in code
+    result = alembic_cli("check", url=head_db.url)
+    assert result.returncode != 0
 
 
 def test_supabase_default_in_extensions_schema_is_the_models_default(supabase_head_db):
@@ -171,27 +208,27 @@ def test_adding_a_column_autogenerates_exactly_that_add_column(head_db):
 
 def test_changing_a_policy_expression_autogenerates_its_replacement(head_db):
     policies = tuple(
-        dataclasses.replace(p, using=NOT_SYSTEM) if p.name == VIEW_MESSAGES else p
+        dataclasses.replace(p, using=NOT_RIDER) if p.name == VIEW_PARTICIPANTS else p
         for p in models.DECLARED.policies
     )
     declared = edited(policies=policies)
     script = autogenerate(head_db.url, declared=declared)
     assert diffs(script) == [
-        ("drop_policy", "chat_messages", VIEW_MESSAGES),
-        ("add_policy", "chat_messages", VIEW_MESSAGES),
+        ("drop_policy", "chat_participants", VIEW_PARTICIPANTS),
+        ("add_policy", "chat_participants", VIEW_PARTICIPANTS),
     ]
     code = render_python_code(script.upgrade_ops)
-    assert f'DROP POLICY "{VIEW_MESSAGES}" ON public.chat_messages' in code
+    assert f'DROP POLICY "{VIEW_PARTICIPANTS}" ON public.chat_participants' in code
     assert (
-        f'op.execute("""CREATE POLICY "{VIEW_MESSAGES}" ON public.chat_messages AS PERMISSIVE '
-        f'FOR SELECT TO public USING ({NOT_SYSTEM})""")'
+        f'op.execute("""CREATE POLICY "{VIEW_PARTICIPANTS}" ON public.chat_participants '
+        f'AS PERMISSIVE FOR SELECT TO public USING ({NOT_RIDER})""")'
     ) in code
 
     # The name with spaces round-trips: after the revision's SQL, nothing is left to do ...
     apply(head_db, script)
     assert (
-        head_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s", (VIEW_MESSAGES,))
-        == NOT_SYSTEM
+        head_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s", (VIEW_PARTICIPANTS,))
+        == NOT_RIDER
     )
     assert diffs(autogenerate(head_db.url, declared=declared)) == []
     # ... and the downgrade's SQL puts the original back.
@@ -207,9 +244,9 @@ def _without(objects, **match):
 
 DELETIONS = {
     "policy": (
-        lambda d: edited(d, policies=_without(d.policies, name=VIEW_MESSAGES)),
-        [("drop_policy", "chat_messages", VIEW_MESSAGES)],
-        ['DROP POLICY "Anyone can view messages" ON public.chat_messages'],
+        lambda d: edited(d, policies=_without(d.policies, name=VIEW_PARTICIPANTS)),
+        [("drop_policy", "chat_participants", VIEW_PARTICIPANTS)],
+        ['DROP POLICY "Anyone can view participants" ON public.chat_participants'],
     ),
     "trigger": (
         lambda d: edited(
@@ -221,7 +258,7 @@ DELETIONS = {
     "function and its trigger": (
         lambda d: edited(
             d,
-            functions=(),
+            functions=_without(d.functions, name="update_conversation_on_message"),
             triggers=_without(d.triggers, name="update_conversation_on_message_trigger"),
         ),
         [
@@ -475,24 +512,37 @@ def upgrade_body(source: str) -> str:
     return source.split("def upgrade() -> None:", 1)[1].split("def downgrade() -> None:", 1)[0]
 
 
-def test_at_head_autogenerate_writes_an_empty_revision_numbered_009(project, head_db):
+def test_next_revision_id_is_the_next_c_id():
+    """Replicas of the SQL files have the file's number; every other revision is c + 3
+    digits, one past the highest (so none takes the number of a later SQL file)."""
+    assert autogen.next_revision_id(["000", "004", "008"]) == "c001"
+    assert autogen.next_revision_id(["000", "c001", "004", "008", "049", "c002"]) == "c003"
+    assert autogen.next_revision_id(["c009", "054"]) == "c010"
+    assert autogen.next_revision_id([]) == "c001"
+    assert re.fullmatch(r"c\d{3}", next_id())
+
+
+def test_at_head_autogenerate_writes_an_empty_revision_with_the_next_id(project, head_db):
     before = versions(project)
     result = cli(
         project, ALEMBIC, "revision", "--autogenerate", "-m", "Nothing to do", url=head_db.url
     )
     assert result.returncode == 0, result.stderr
     path = new_revision_file(project, before)
-    assert path.name == "009_nothing_to_do.py"
+    assert path.name == f"{next_id()}_nothing_to_do.py"
     body = [line.strip() for line in upgrade_body(path.read_text()).splitlines()]
     assert [line for line in body if line and not line.startswith("#")] == ["pass"]
 
 
 def test_revision_ids_are_sequential_unless_given(project, head_db):
-    for expected in ("009_first.py", "010_second.py"):
+    written: list[str] = []
+    for message in ("first", "second"):
+        expected = f"{next_id(*written)}_{message}.py"
         before = versions(project)
-        result = cli(project, ALEMBIC, "revision", "-m", expected[4:-3], url=head_db.url)
+        result = cli(project, ALEMBIC, "revision", "-m", message, url=head_db.url)
         assert result.returncode == 0, result.stderr
         assert new_revision_file(project, before).name == expected
+        written.append(expected.split("_")[0])
     before = versions(project)
     result = cli(project, ALEMBIC, "revision", "-m", "chosen", "--rev-id", "042", url=head_db.url)
     assert result.returncode == 0, result.stderr
@@ -509,7 +559,7 @@ def test_new_revisions_are_formatted_by_ruff_without_the_venv_on_path(project, h
     check = cli(project, str(BIN / "ruff"), "format", "--check", str(path))
     assert check.returncode == 0, check.stdout + check.stderr
     # The template alone is not what ruff would write: the hook did change the file.
-    assert "revision: str = '009'" not in path.read_text()
+    assert f"revision: str = '{next_id()}'" not in path.read_text()
 
 
 # --------------------------------------------------------------------------- the walkthrough
@@ -535,11 +585,12 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
         "    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))\n"
         "    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))\n",
     )
+    head, first = revision_ids()[-1], next_id()
     before = versions(project)
     result = alembic("revision", "--autogenerate", "-m", "Add edited_at to chat_messages")
     assert result.returncode == 0, result.stderr
     path = new_revision_file(project, before)
-    assert path.name == "009_add_edited_at_to_chat_messages.py"
+    assert path.name == f"{first}_add_edited_at_to_chat_messages.py"
     source = path.read_text()
     assert re.findall(r"op\.\w+", upgrade_body(source)) == ["op.add_column"]
     assert (
@@ -564,17 +615,17 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
     # 3. Change a policy's expression; autogenerate replaces it.
     replace_once(
         project / "models" / "policies.py",
-        'Policy(MESSAGES, "Anyone can view messages", "SELECT", "true"),',
-        f'Policy(MESSAGES, "Anyone can view messages", "SELECT", "{NOT_SYSTEM}"),',
+        'Policy(PARTICIPANTS, "Anyone can view participants", "SELECT", "true"),',
+        f'Policy(PARTICIPANTS, "Anyone can view participants", "SELECT", "{NOT_RIDER}"),',
     )
     before = versions(project)
-    result = alembic("revision", "--autogenerate", "-m", "Hide system messages")
+    result = alembic("revision", "--autogenerate", "-m", "Hide riders from participants")
     assert result.returncode == 0, result.stderr
     path = new_revision_file(project, before)
-    assert path.name == "010_hide_system_messages.py"
+    assert path.name == f"{next_id(first)}_hide_riders_from_participants.py"
     body = upgrade_body(path.read_text())
-    assert body.index('DROP POLICY "Anyone can view messages"') < body.index(
-        'CREATE POLICY "Anyone can view messages"'
+    assert body.index('DROP POLICY "Anyone can view participants"') < body.index(
+        'CREATE POLICY "Anyone can view participants"'
     )
     assert alembic("upgrade", "head").returncode == 0
     assert alembic("check").returncode == 0
@@ -583,9 +634,9 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
     assert drift.stdout.startswith("No drift:")
 
     # 4. Both revisions go back down.
-    assert alembic("downgrade", "008").returncode == 0
+    assert alembic("downgrade", head).returncode == 0
     assert (
-        head_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s", (VIEW_MESSAGES,))
+        head_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s", (VIEW_PARTICIPANTS,))
         == "true"
     )
     assert (
@@ -605,9 +656,9 @@ def test_history_and_a_hand_written_revision_need_no_database(project):
         line for line in history.stdout.splitlines() if " -> " in line
     ]
     ids = revision_ids()
-    expected = [f"{below} -> {rev}" for below, rev in zip(["<base>", *ids], ids, strict=False)]
-    expected[-1] += " (head)"
-    assert [line.split(",")[0] for line in history.stdout.splitlines()] == expected[::-1]
+    steps = [f"{down or '<base>'} -> {rev}" for down, rev in zip([None, *ids], ids)]
+    steps[-1] += " (head)"
+    assert [line.split(",")[0] for line in history.stdout.splitlines()] == steps[::-1]
     revision = cli(project, ALEMBIC, "revision", "-m", "Add a note")
     assert revision.returncode == 0, revision.stdout + revision.stderr
-    assert (project / "alembic" / "versions" / "009_add_a_note.py").is_file()
+    assert (project / "alembic" / "versions" / f"{next_id()}_add_a_note.py").is_file()

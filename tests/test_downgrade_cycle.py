@@ -5,7 +5,8 @@ from tests.pg import migrate
 
 CHAT_OBJECTS = """
 SELECT c.relname FROM pg_class c WHERE c.relname LIKE '%chat%'
-UNION ALL SELECT p.proname FROM pg_proc p WHERE p.proname = 'update_conversation_on_message'
+UNION ALL SELECT p.proname FROM pg_proc p
+  WHERE p.proname IN ('update_conversation_on_message', 'set_chat_conversation_customer_id')
 UNION ALL SELECT pol.polname FROM pg_policy pol
 UNION ALL SELECT t.tgname FROM pg_trigger t WHERE NOT t.tgisinternal
 UNION ALL SELECT tablename FROM pg_publication_tables
@@ -13,11 +14,12 @@ UNION ALL SELECT tablename FROM pg_publication_tables
 
 
 def test_base_leaves_no_chat_object_and_head_comes_back(head_db):
+    before = catalog.snapshot(head_db.conn)
     migrate(head_db.url, "base", down=True)
     assert head_db.rows(CHAT_OBJECTS) == []
     assert head_db.rows("SELECT version_num FROM alembic_version") == []
     migrate(head_db.url, "head")
-    assert catalog.spec_differences(catalog.snapshot(head_db.conn)) == []
+    assert catalog.snapshot(head_db.conn) == before
 
 
 def test_base_on_plain_postgresql_removes_what_000_created(head_db):
@@ -41,6 +43,7 @@ def test_base_on_supabase_keeps_what_others_own(supabase_head_db):
     assert db.rows(CHAT_OBJECTS) == []
     assert db.scalar("SELECT count(*) FROM websites") == 1
     assert db.scalar("SELECT to_regprocedure('auth.uid()')::text") == "auth.uid()"
+    assert db.scalar("SELECT to_regprocedure('auth.role()')::text") == "auth.role()"
     assert db.scalar("SELECT to_regprocedure('update_updated_at_column()')::text") is not None
     assert db.scalar("SELECT count(*) FROM pg_publication WHERE pubname = 'supabase_realtime'") == 1
     assert db.scalar("SELECT count(*) FROM pg_roles WHERE rolname = 'service_role'") == 1

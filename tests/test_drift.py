@@ -106,6 +106,8 @@ def test_production_drift_is_reported_table_by_table(production_db):
         "column unread_customer is missing (the code says integer nullable, default 0)",
         "column unread_rider is missing (the code says integer nullable, default 0)",
         "index idx_chat_conversations_customer on (customer_id) is missing",
+        "column website_name is missing (the code says text nullable)",
+        "index idx_chat_conversations_website_phone on (website_id, customer_phone) is missing",
         (
             "foreign key chat_conversations_website_id_fkey (website_id -> websites(id) "
             "ON DELETE CASCADE) is missing"
@@ -116,17 +118,26 @@ def test_production_drift_is_reported_table_by_table(production_db):
         "the table is not in publication supabase_realtime, the code says it is",
     ):
         assert sentence in conversations
-    assert (
-        "column message (text NOT NULL) is in the database but not in the code"
-        in (groups["chat_messages"])
-    )
+    for sentence in (
+        "column message (text NOT NULL) is in the database but not in the code",
+        "column message_text is missing (the code says text NOT NULL, default ''::text)",
+        (
+            "index idx_chat_messages_metadata on (metadata) USING gin "
+            "WHERE (metadata IS NOT NULL) is missing"
+        ),
+        'policy "Service role manages chat_messages" is missing',
+    ):
+        assert sentence in groups["chat_messages"]
     assert groups["chat_participants"] == [
         (
             "the table is missing, and with it what the code declares on it: 2 indexes, "
             "row level security, 3 policies, grants to 3 roles, publication membership"
         )
     ]
-    assert groups["functions"] == ["function update_conversation_on_message() is missing"]
+    assert groups["functions"] == [
+        "function set_chat_conversation_customer_id() is missing",
+        "function update_conversation_on_message() is missing",
+    ]
     # The effective privileges (Supabase's default privileges: ALL) are what the code says.
     assert not [s for group in groups.values() for s in group if s.startswith("role ")]
     header = result.stdout.splitlines()[0]
@@ -147,9 +158,11 @@ def test_a_database_at_head_has_no_drift(any_head_db):
 
 def test_drifted_policies_indexes_grants_triggers_and_functions(head_db):
     head_db.conn.execute("""
-        ALTER POLICY "Anyone can view messages" ON chat_messages USING (false);
+        ALTER POLICY "Service role manages chat_messages" ON chat_messages USING (false);
         CREATE POLICY "Debug: read everything" ON chat_messages FOR SELECT TO anon USING (true);
         DROP INDEX idx_chat_messages_created;
+        DROP INDEX idx_chat_messages_metadata;
+        CREATE INDEX idx_chat_messages_metadata ON chat_messages USING gin (metadata);
         ALTER TABLE chat_messages ALTER COLUMN sender_id TYPE varchar(64);
         REVOKE DELETE, TRUNCATE ON chat_messages FROM anon;
         DROP TRIGGER update_chat_conversations_updated_at ON chat_conversations;
@@ -168,12 +181,16 @@ def test_drifted_policies_indexes_grants_triggers_and_functions(head_db):
             "column sender_id is varchar(64), the code says text",
             "index idx_chat_messages_created on (created_at DESC) is missing",
             (
-                'policy "Anyone can view messages" differs: USING is false in the database, '
-                "the code says true"
+                "index idx_chat_messages_metadata differs: it is on (metadata) USING gin in "
+                "the database, the code says on (metadata) USING gin WHERE (metadata IS NOT NULL)"
             ),
             (
                 'policy "Debug: read everything" is not in the code (an extra policy: '
                 "FOR SELECT TO anon USING true)"
+            ),
+            (
+                'policy "Service role manages chat_messages" differs: USING is false in the '
+                "database, the code says (auth.role() = 'service_role'::text)"
             ),
             "role anon lacks DELETE, TRUNCATE (the code grants ALL)",
         ],

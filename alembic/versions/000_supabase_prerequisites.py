@@ -6,16 +6,19 @@ Create Date: 2026-11-25
 
 Why: 004 was written for a Supabase project, where the platform (and migrations
 001-003) already made the extension uuid-ossp, the roles anon / authenticated /
-service_role, auth.uid(), the publication supabase_realtime, the default privileges
-of the migration role in schema public, update_updated_at_column(), and the tables
-websites and delivery_orders. On a plain PostgreSQL (local, CI) none of it exists.
+service_role, auth.uid() and auth.role(), the publication supabase_realtime, the
+default privileges of the migration role in schema public, update_updated_at_column(),
+and the tables websites and delivery_orders. On a plain PostgreSQL (local, CI) none of
+it exists. (004 needs all but auth.role(), which 049's policies call.)
 
 Behaviour:
 - On a Supabase project (or any database where the hand-run SQL already ran) every
   object exists, so this revision changes nothing.
 - On a plain PostgreSQL it creates each absent object, so the database behaves like
   production: same effective privileges, same RLS outcomes. auth.uid() reads the
-  JWT's ``sub`` as PostgREST sets it (request.jwt.claim.sub or request.jwt.claims).
+  JWT's ``sub`` as PostgREST sets it (request.jwt.claim.sub or request.jwt.claims),
+  auth.role() its ``role`` claim the same way (chatdb.revisions.prerequisites, shared
+  with 049, which creates it on a database that was past 000 before 000 provided it).
 - A table that exists without what 004 needs (websites without user_id, say) cannot
   be repaired here: the run stops before any change and lists every missing item.
 - Every object it creates carries the comment MARKER; the downgrade removes exactly
@@ -81,6 +84,7 @@ def upgrade() -> None:
             GRANT EXECUTE ON FUNCTION auth.uid() TO anon, authenticated, service_role;
           END IF;
         END $$""")
+    op.execute(prerequisites.create_auth_role_sql(MARKER))
     op.execute(f"""
         DO $$
         BEGIN
@@ -143,6 +147,7 @@ def downgrade() -> None:
                 DROP TABLE public.{table};
               END IF;
             END $$""")
+    op.execute(prerequisites.drop_auth_role_sql(MARKER))
     op.execute(f"""
         DO $$
         BEGIN

@@ -107,10 +107,11 @@ def describe(upgrade_ops: ops.UpgradeOps) -> dict[str, list[str]]:
         if isinstance(op, ops.ModifyTableOps) and op.table_name in hidden:
             hidden[op.table_name].update(_kind_of(child) for child in op.ops)
         elif isinstance(op, ops.ModifyTableOps):
+            replaced = replaced_indexes(op.ops)
             found.setdefault(op.table_name, []).extend(
                 (_RANK.index(_kind_of(child)), sentence)
                 for child in op.ops
-                for sentence in column_or_index_words(child)
+                for sentence in column_or_index_words(child, replaced)
             )
         elif isinstance(op, ObjectOp):
             change = op.change
@@ -194,8 +195,43 @@ def _null(nullable: bool | None) -> str:
     return "nullable" if nullable in (None, True) else "NOT NULL"
 
 
-def column_or_index_words(op: Any) -> list[str]:
-    """Plain sentences for one of Alembic's table-level operations."""
+def replaced_indexes(table_ops: list[Any]) -> dict[str, ops.CreateIndexOp]:
+    """Indexes dropped and created again under the same name (their columns, method or
+    predicate differ), by name: the live index's definition (the drop's undo)."""
+    created = {op.index_name for op in table_ops if isinstance(op, ops.CreateIndexOp)}
+    return {
+        op.index_name: op._reverse
+        for op in table_ops
+        if isinstance(op, ops.DropIndexOp) and op.index_name in created and op._reverse
+    }
+
+
+def index_definition(op: ops.CreateIndexOp) -> str:
+    """``on (columns)``, with ``USING method`` when not btree and the partial index's WHERE."""
+    columns = ", ".join(getattr(c, "name", None) or str(c) for c in op.columns)
+    words = f"on ({columns})"
+    using = op.kw.get("postgresql_using")
+    if using and using.lower() != "btree":
+        words += f" USING {using}"
+    where = op.kw.get("postgresql_where")
+    if where is not None:
+        words += f" WHERE {' '.join(str(getattr(where, 'text', where)).split())}"
+    return words
+
+
+def column_or_index_words(
+    op: Any, replaced: dict[str, ops.CreateIndexOp] | None = None
+) -> list[str]:
+    """Plain sentences for one of Alembic's table-level operations. ``replaced``: the
+    indexes dropped and created again (one sentence, on the create)."""
+    replaced = replaced or {}
+    if isinstance(op, ops.DropIndexOp) and op.index_name in replaced:
+        return []
+    if isinstance(op, ops.CreateIndexOp) and op.index_name in replaced:
+        live, code = index_definition(replaced[op.index_name]), index_definition(op)
+        return [
+            f"index {op.index_name} differs: it is {live} in the database, the code says {code}"
+        ]
     if isinstance(op, ops.AddColumnOp):
         column = op.column
         default = "" if column.server_default is None else f", {_default(column.server_default)}"
@@ -216,8 +252,7 @@ def column_or_index_words(op: Any) -> list[str]:
     if isinstance(op, ops.AlterColumnOp):
         return _alter_column_words(op)
     if isinstance(op, ops.CreateIndexOp):
-        columns = ", ".join(getattr(c, "name", None) or str(c) for c in op.columns)
-        return [f"index {op.index_name} on ({columns}) is missing"]
+        return [f"index {op.index_name} {index_definition(op)} is missing"]
     if isinstance(op, ops.DropIndexOp):
         return [f"index {op.index_name} is in the database but not in the code"]
     if isinstance(op, ops.CreateForeignKeyOp):

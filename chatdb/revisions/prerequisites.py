@@ -3,6 +3,10 @@
 Each check is a name an operator understands and a SQL expression that is true when
 the prerequisite is in place. :func:`missing` runs them all and returns every
 failing name, so a run can refuse with one message that lists them all.
+
+It also holds what more than one revision creates: ``auth.role()`` (Supabase's
+function, which 049's policies call), made by 000 on plain PostgreSQL and by 049 on a
+database that was past 000 before 000 provided it.
 """
 
 from __future__ import annotations
@@ -173,3 +177,43 @@ def collecting() -> bool:
 
     state = op.get_context().opts.get("chatdb_online")
     return state is not None and state.phase == COLLECT
+
+
+# --------------------------------------------------------------------------- auth.role()
+
+# Supabase's auth.role(): the role claim of the request's JWT, as PostgREST sets it (one
+# setting per claim before PostgREST v9, one JSON setting since). 049's policies call it.
+AUTH_ROLE_BODY = """
+  SELECT coalesce(
+    nullif(current_setting('request.jwt.claim.role', true), ''),
+    nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role'
+  )::text
+"""
+
+
+def create_auth_role_sql(marker: str) -> str:
+    """A DO block that creates ``auth.role()`` where it is absent (never on Supabase,
+    which has it), executable by the API roles, commented ``marker`` so that the
+    revision that created it (000 on plain PostgreSQL, 049 on a database made before 000
+    provided it) removes exactly it on downgrade (:func:`drop_auth_role_sql`). Schema
+    ``auth`` must exist (Supabase's, or revision 000's)."""
+    return f"""
+        DO $$
+        BEGIN
+          IF to_regprocedure('auth.role()') IS NULL THEN
+            CREATE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $f${AUTH_ROLE_BODY}$f$;
+            COMMENT ON FUNCTION auth.role() IS '{marker}';
+            GRANT EXECUTE ON FUNCTION auth.role() TO anon, authenticated, service_role;
+          END IF;
+        END $$"""
+
+
+def drop_auth_role_sql(marker: str) -> str:
+    """A DO block that drops ``auth.role()`` only if it carries ``marker``."""
+    return f"""
+        DO $$
+        BEGIN
+          IF obj_description(to_regprocedure('auth.role()'), 'pg_proc') = '{marker}' THEN
+            DROP FUNCTION auth.role();
+          END IF;
+        END $$"""

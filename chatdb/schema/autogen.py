@@ -12,6 +12,10 @@ What is compared (the chat system's objects, nothing else):
   privileges and Realtime publication membership, and the public functions that are
   declared or that a chat trigger executes (except ``models.EXTERNAL_FUNCTIONS``):
   declared in ``models.DECLARED``, read by :mod:`chatdb.inspect.live`.
+- Their indexes' access method (``USING gin``) and predicate (a partial index's
+  ``WHERE``), which Alembic does not compare (it compares an index's columns only):
+  an index that differs there is replaced, drop and create, like one whose columns
+  differ (:func:`compare_index_definitions`).
 
 Why not alembic_utils: its PGPolicy writes ``CREATE POLICY <name>`` with the name
 unquoted (004's names contain spaces: a syntax error) and renders them as Python
@@ -25,8 +29,11 @@ replacement) come before Alembic's table operations, so a column a policy uses c
 be dropped; creates come after, so a new policy can use a new column or table.
 Downgrades run the reverse.
 
-New revisions get the next number after the highest numeric id (004, 008 -> 009,
-010, ...), unless ``--rev-id`` was given.
+New revisions get the next ``c`` id (c002 -> c003, ...), unless ``--rev-id`` was given:
+ids of three digits are the replicas of the hand-run SQL files, each the number of its
+file (000, 004, 008, 009, ..., 049), and ``c`` + 3 digits is every other revision, so
+a new revision can never take the number of a later SQL file that has yet to be
+replicated.
 """
 
 from __future__ import annotations
@@ -37,9 +44,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from alembic.autogenerate import renderers
+from alembic.operations import ops as alembic_ops
 from alembic.operations.ops import MigrateOperation
 from alembic.runtime.plugins import Plugin
-from alembic.util import CommandError, DispatchPriority
+from alembic.util import CommandError, DispatchPriority, PriorityDispatchResult
+from sqlalchemy import Index, text
+from sqlalchemy.dialects import postgresql
 
 from chatdb.inspect import live as live_catalog
 from models import EXTERNAL_FUNCTIONS, EXTERNAL_TABLES
@@ -104,14 +114,20 @@ def compare_server_default(
     return False if strip(inspected_default) == strip(rendered_metadata_default) else None
 
 
+REPLICA_ID = re.compile(r"\d{3}")  # a replica of a hand-run SQL file: the file's number
+OWN_ID = re.compile(r"c(\d{3})")  # a revision that replicates no SQL file
+
+
 def next_revision_id(existing_ids: list[str]) -> str:
-    """The next id in the numbered sequence: one past the highest numeric id, three digits."""
-    numbers = [int(rev) for rev in existing_ids if rev.isdigit()]
-    return f"{max(numbers, default=0) + 1:03d}"
+    """The next ``c`` id: one past the highest ``c`` + 3 digits id (c001 when there is
+    none). Replicas' ids (3 digits) are the SQL files' numbers and never chosen here."""
+    numbers = [int(match[1]) for rev in existing_ids if (match := OWN_ID.fullmatch(rev))]
+    return f"c{max(numbers, default=0) + 1:03d}"
 
 
 def process_revision_directives(context: Any, revision: Any, directives: list[Any]) -> None:
-    """Give a new revision the next sequential id unless the user chose one (--rev-id)."""
+    """Give a new revision the next ``c`` id (:func:`next_revision_id`) unless the user
+    chose one (--rev-id)."""
     if not directives:
         return
     script = directives[0]
@@ -520,9 +536,92 @@ def compare_objects(autogen_context: Any, upgrade_ops: Any, schemas: Any) -> Non
     upgrade_ops.ops.extend(after)
 
 
+# --------------------------------------------------------------------------- index definitions
+
+
+def _where_sql(where: Any) -> str | None:
+    if where is None or isinstance(where, str):
+        return where
+    if hasattr(where, "text"):
+        return where.text
+    return str(where.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+def index_shape(method: str | None, where: Any) -> tuple[str, str | None]:
+    """What Alembic leaves out of an index comparison: (access method, predicate)."""
+    return ((method or "btree").lower(), normalise_sql(_where_sql(where)))
+
+
+def _reflected_index(table: Any, found: dict[str, Any]) -> Index:
+    """The live index as an Index of the reflected table (for the drop, and its undo)."""
+    options = found.get("dialect_options", {})
+    sorting = found.get("column_sorting", {})
+    expressions = found.get("expressions") or found["column_names"]
+    elements: list[Any] = []
+    for name in expressions:
+        if name in table.c and not sorting.get(name):
+            elements.append(table.c[name])
+        else:
+            elements.append(text(" ".join([name, *(s.upper() for s in sorting.get(name, ()))])))
+    kw = {
+        f"postgresql_{key}": value
+        for key, value in (
+            ("using", options.get("postgresql_using")),
+            ("where", text(options["postgresql_where"]) if "postgresql_where" in options else None),
+        )
+        if value is not None
+    }
+    return Index(found["name"], *elements, unique=bool(found.get("unique")), _table=table, **kw)
+
+
+def compare_index_definitions(
+    autogen_context: Any,
+    modify_ops: Any,
+    schema: str | None,
+    tname: str,
+    conn_table: Any,
+    metadata_table: Any,
+) -> PriorityDispatchResult:
+    """Alembic comparator (table level, after Alembic's own index comparison): a chat
+    table's index whose columns match the models but whose method or predicate does not
+    (``USING gin``, a partial index's ``WHERE``) is replaced, drop and create, as Alembic
+    replaces one whose columns differ. Predicates compare as text, written as
+    PostgreSQL prints them (``(metadata IS NOT NULL)``), whitespace aside."""
+    if conn_table is None or metadata_table is None or tname in EXTERNAL_TABLES:
+        return PriorityDispatchResult.CONTINUE
+    handled = {
+        op.index_name
+        for op in modify_ops.ops
+        if isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp))
+    }
+    live = {i["name"]: i for i in autogen_context.inspector.get_indexes(tname, schema=schema)}
+    for index in sorted(metadata_table.indexes, key=lambda i: str(i.name)):
+        found = live.get(index.name)
+        if found is None or index.name in handled:
+            continue
+        options = found.get("dialect_options", {})
+        want = index_shape(
+            index.dialect_options["postgresql"]["using"],
+            index.dialect_options["postgresql"]["where"],
+        )
+        have = index_shape(options.get("postgresql_using"), options.get("postgresql_where"))
+        if want != have:
+            modify_ops.ops.append(
+                alembic_ops.DropIndexOp.from_index(_reflected_index(conn_table, found))
+            )
+            modify_ops.ops.append(alembic_ops.CreateIndexOp.from_index(index))
+    return PriorityDispatchResult.CONTINUE
+
+
 def setup(plugin: Plugin) -> None:
     plugin.add_autogenerate_comparator(
         compare_objects, "schema", "chatdb_objects", priority=DispatchPriority.LAST
+    )
+    plugin.add_autogenerate_comparator(
+        compare_index_definitions,
+        "table",
+        "chatdb_index_definitions",
+        priority=DispatchPriority.LAST,
     )
 
 
