@@ -58,11 +58,18 @@ class Widened:
             )
         else:
             why = f"through {format_through(a.through)}"
-            new = sorted(
-                shown(c) for c in a.conditions - self.before.conditions if not restrictive(c)
-            )
+            new = new_conditions(self.before, a)
             if a.rows == self.before.rows and new:
-                why += f" (new condition: {'; '.join(new)})"
+                why += (
+                    " ("
+                    + "; ".join(
+                        f"restrictive condition gone: {shown(c)}"
+                        if restrictive(c)
+                        else f"new condition: {shown(c)}"
+                        for c in new
+                    )
+                    + ")"
+                )
         if a.role == "anon" and a.rows == FILTERED and _all_on_uid(self, a):
             why += (
                 " (each new condition compares with auth.uid(), which is NULL for the anon "
@@ -81,7 +88,7 @@ def newly_granted(before: Cell) -> list[str]:
 
 
 def _all_on_uid(widened: Widened, after: Cell) -> bool:
-    new = [c for c in after.conditions - widened.before.conditions if not restrictive(c)]
+    new = new_conditions(widened.before, after)
     return bool(new) and all("auth.uid()" in c for c in new)
 
 
@@ -102,15 +109,36 @@ def shown(condition: str) -> str:
     return ("WITH CHECK " if part[1] == "check" else "rows visible to SELECT: ") + bare
 
 
+def _parts(conditions: frozenset[str]) -> dict[str, tuple[set[str], set[str]]]:
+    """Conditions by part ("" for the command's own): (permissive, restrictive)."""
+    parts: dict[str, tuple[set[str], set[str]]] = {}
+    for condition in conditions:
+        match = _PART.match(condition)
+        permissive, limiting = parts.setdefault(match[0] if match else "", (set(), set()))
+        (limiting if restrictive(condition) else permissive).add(condition)
+    return parts
+
+
+def new_conditions(before: Cell, after: Cell) -> list[str]:
+    """The permissive conditions ``after`` adds to a part of ``before`` that did not let
+    every row through already ("true"), and the restrictive ones it no longer has."""
+    was, now = _parts(before.conditions), _parts(after.conditions)
+    found = []
+    for part in sorted(set(was) | set(now)):
+        permissive_was, limiting_was = was.get(part, (set(), set()))
+        permissive_now, limiting_now = now.get(part, (set(), set()))
+        if part + "true" not in permissive_was:
+            found += sorted(permissive_now - permissive_was)
+        found += sorted(limiting_was - limiting_now)
+    return found
+
+
 def wider(before: Cell, after: Cell) -> bool:
     if _RANK[after.rows] != _RANK[before.rows]:
         return _RANK[after.rows] < _RANK[before.rows]
     if after.rows != FILTERED:
         return False
-    permissive = {c for c in after.conditions if not restrictive(c)}
-    restrictive_gone = {c for c in before.conditions if restrictive(c)} - after.conditions
-    was = {c for c in before.conditions if not restrictive(c)}
-    return bool(permissive - was) or bool(restrictive_gone)
+    return bool(new_conditions(before, after))
 
 
 def chat_tables(connection: Connection) -> tuple[str, ...]:
