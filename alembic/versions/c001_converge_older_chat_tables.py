@@ -282,7 +282,10 @@ def textual(type_: str) -> bool:
 
 def sample(sql: str, **params) -> tuple[int, str]:
     """``sql`` selects (id, value) of offending rows: their count, and a few of them."""
-    rows = _rows(f"SELECT count(*) OVER (), id::text, shown FROM ({sql}) o LIMIT {SHOWN}", **params)
+    rows = _rows(
+        f"SELECT count(*) OVER (), id::text, shown FROM ({sql}) o ORDER BY id LIMIT {SHOWN}",
+        **params,
+    )
     if not rows:
         return 0, ""
     shown = ", ".join(f"{id_} ({value})" if value is not None else id_ for _, id_, value in rows)
