@@ -224,7 +224,13 @@ def add_column(operations: Operations, operation: alembic_ops.AddColumnOp) -> No
                 _collect_add_column(operations, state, table, column)
             return
         table, column = operation.table_name, operation.column
-        if state.phase == PLAN and state.covered(("default", table, column.name)):
+        default = _default_sql(column.server_default)
+        if (
+            state.phase == PLAN
+            and default is not None
+            and VOLATILE.search(default)
+            and state.covered(("column", table, column.name))
+        ):
             # chatdb plan: pass 1 would add the column bare, set its volatile default and
             # fill the rows in batches; here the column is added bare with its default
             # (catalog changes only), never with a rewrite of a large table.
@@ -233,8 +239,7 @@ def add_column(operations: Operations, operation: alembic_ops.AddColumnOp) -> No
             _execute(operations, _add_column_sql(operations, table, bare))
             _execute(
                 operations,
-                f"ALTER TABLE {qualified(table)} ALTER COLUMN {column.name} "
-                f"SET DEFAULT {_default_sql(column.server_default)}",
+                f"ALTER TABLE {qualified(table)} ALTER COLUMN {column.name} SET DEFAULT {default}",
             )
             return
         operation.if_not_exists = True
