@@ -449,11 +449,14 @@ def render(cells: Sequence[Cell], where: str) -> str:
 # --------------------------------------------------------------------------- command
 
 
-def read_matrix_from_env() -> tuple[list[Cell], str]:
-    """Connect to DATABASE_URL, read the matrix in a READ ONLY transaction, roll back."""
+def read_matrix_from_env(*, existing_only: bool = False) -> tuple[list[Cell], str]:
+    """Connect to DATABASE_URL, read the matrix in a READ ONLY transaction, roll back.
+    ``existing_only``: the chat tables that exist, when at least one does (a database
+    before its takeover may lack chat_participants)."""
     with read_only(APPLICATION_NAME) as (connection, where):
         try:
-            return matrix(connection), where
+            tables = existing_tables(connection) if existing_only else TABLES
+            return matrix(connection, tables or TABLES), where
         except AccessError as exc:
             raise CommandError(f"Cannot read the access matrix at {where}: {exc}.") from None
         except DBAPIError as exc:
@@ -463,8 +466,14 @@ def read_matrix_from_env() -> tuple[list[Cell], str]:
 
 
 def cmd_access(args: argparse.Namespace) -> int:
-    cells, where = read_matrix_from_env()
+    cells, where = read_matrix_from_env(existing_only=True)
     print(render(cells, where))
+    absent = [table for table in TABLES if table not in {cell.table for cell in cells}]
+    if absent:
+        print(
+            f"Not listed: {', '.join(absent)} (no such table in schema {SCHEMA}; "
+            "`alembic upgrade head` creates it)."
+        )
     return 0
 
 
