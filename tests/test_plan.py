@@ -249,3 +249,17 @@ def test_values_a_revision_would_drop_are_listed_and_refused(project, supabase_h
     assert f"    {dropped}\n" in allowed.stdout
     assert "    - column content dropped (was text)" in allowed.stdout
     assert dump(db.url) == before
+
+
+def test_the_plan_of_a_fresh_plain_database_lists_what_000_and_004_create(empty_db):
+    result = planned(empty_db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    changes = section(result.stdout, "Changes, by table:")
+    for table in ("chat_conversations", "chat_messages", "chat_participants"):
+        assert f"  {table}  (created by the run)" in changes
+    assert "function update_updated_at_column() created" in changes
+    assert (
+        "Database at no revision (no alembic_version table); revisions to apply: "
+        + (", ".join(revision_ids()))
+        in result.stdout
+    )
