@@ -22,6 +22,10 @@ On a large existing chat table (the adoption of a table an older script made) it
 indexes are built CONCURRENTLY before the run's transaction, like every index of
 every revision (op.create_index, chatdb.deploy.online).
 
+An existing chat table of another shape (the older script's, FIX A's rebuild) meets
+this revision already converged to its columns, defaults, foreign keys and index names
+by revision c001, which runs just before it.
+
 Downgrade removes what 004 created: the three tables (their indexes, policies,
 triggers, grants and publication membership go with them) and the function
 update_conversation_on_message(). It leaves the prerequisites, which belong to
