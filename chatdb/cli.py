@@ -5,6 +5,7 @@ chatdb up      migrate DATABASE_URL to head; without DATABASE_URL, start (or reu
 chatdb down    stop the local PostgreSQL (--delete also removes its data)
 chatdb access  what anon, authenticated and service_role can do (chatdb.inspect.access)
 chatdb drift   how DATABASE_URL differs from the models (chatdb.inspect.drift)
+chatdb plan    what `alembic upgrade head` would do, run and rolled back (chatdb.deploy.plan)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from alembic import command
 from alembic.util import CommandError
 
+from chatdb.deploy import plan
 from chatdb.inspect import access, drift
 from chatdb.local import throwaway as local
 from chatdb.local.server import LocalPgError
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
     access.add_parser(sub)
     drift.add_parser(sub)
+    plan.add_parser(sub)
     return parser
 
 

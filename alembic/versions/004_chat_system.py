@@ -1,7 +1,7 @@
 """The chat system: conversations, messages, participants, their RLS, grants and triggers.
 
 Revision ID: 004
-Revises: 000
+Revises: c001
 Create Date: 2026-11-25
 
 Why: replicates the hand-run ``004_chat_system.sql`` exactly, objects and names
@@ -22,6 +22,10 @@ On a large existing chat table (the adoption of a table an older script made) it
 indexes are built CONCURRENTLY before the run's transaction, like every index of
 every revision (op.create_index, chatdb.deploy.online).
 
+An existing chat table of another shape (the older script's, FIX A's rebuild) meets
+this revision already converged to its columns, defaults, foreign keys and index names
+by revision c001, which runs just before it.
+
 Downgrade removes what 004 created: the three tables (their indexes, policies,
 triggers, grants and publication membership go with them) and the function
 update_conversation_on_message(). It leaves the prerequisites, which belong to
@@ -38,7 +42,7 @@ from chatdb.deploy import data_loss
 from chatdb.revisions import prerequisites
 
 revision: str = "004"
-down_revision: str | Sequence[str] | None = "000"
+down_revision: str | Sequence[str] | None = "c001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
