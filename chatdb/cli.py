@@ -5,14 +5,15 @@ chatdb up      migrate DATABASE_URL to head; without DATABASE_URL, start (or reu
 chatdb down    stop the local PostgreSQL (--delete also removes its data)
 chatdb access  what anon, authenticated and service_role can do (chatdb.inspect.access)
 chatdb drift   how the database differs from the models (chatdb.inspect.drift)
+chatdb plan    what `alembic upgrade head` would do, run and rolled back (chatdb.deploy.plan)
 
 drift and access read DATABASE_URL, else the running local cluster.
 
 Every subcommand is a function of the parsed arguments that returns its exit code
-(0, or 1 for a finding such as drift) and raises a :class:`chatdb.failures.Failure`
-when it fails: :func:`main` prints ``FAILED: <sentence>`` on stdout and exits with the
-kind's code, the same as ``alembic`` does (docs/failures.md). A new subcommand (say
-``chatdb plan``) registers itself in :func:`build_parser` the same way.
+(0, or 1 for a finding: drift found differences, plan found the deploy would fail) and
+raises a :class:`chatdb.failures.Failure` when it fails: :func:`main` prints
+``FAILED: <sentence>`` on stdout and exits with the kind's code, the same as
+``alembic`` does (docs/failures.md).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from alembic import command
 from alembic.util import CommandError
 
 from chatdb import database, failures
-from chatdb.deploy import options
+from chatdb.deploy import options, plan
 from chatdb.inspect import access, drift
 from chatdb.local import throwaway as local
 from chatdb.project import alembic_config
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
     access.add_parser(sub)
     drift.add_parser(sub)
+    plan.add_parser(sub)
     return parser
 
 

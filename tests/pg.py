@@ -79,6 +79,14 @@ def database_url(url: str) -> Iterator[None]:
             os.environ["DATABASE_URL"] = previous
 
 
+def revision_ids() -> list[str]:
+    """The project's revision ids, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(scripts.walk_revisions()))]
+
+
 def migrate(url: str, target: str = "head", *, x: list[str] | None = None, down: bool = False):
     """Run ``alembic upgrade/downgrade`` in-process; returns the Alembic Config used."""
     config = alembic_config(x_args=x)

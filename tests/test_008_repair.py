@@ -101,6 +101,7 @@ def test_older_script_table_is_adopted_and_repaired_in_one_run(empty_db):
     empty_db.conn.execute(
         """
         CREATE EXTENSION IF NOT EXISTS "uuid-ossp";
+        CREATE TABLE websites (id uuid PRIMARY KEY, user_id uuid);
         CREATE TABLE chat_conversations (
           id uuid PRIMARY KEY DEFAULT uuid_generate_v4(), order_id uuid,
           website_id uuid NOT NULL, customer_name text, customer_phone text,
@@ -109,6 +110,8 @@ def test_older_script_table_is_adopted_and_repaired_in_one_run(empty_db):
           created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now());
         """
     )
+    # Its website exists (revision c001 adds the foreign key, and refuses orphans).
+    empty_db.conn.execute("INSERT INTO websites (id) VALUES (%s)", (NO_PHONE_ROW,))
     empty_db.conn.execute(
         "INSERT INTO chat_conversations (id, website_id, customer_phone) VALUES (%s, %s, '77')",
         (PHONE_ROW, NO_PHONE_ROW),

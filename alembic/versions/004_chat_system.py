@@ -1,7 +1,7 @@
 """The chat system: conversations, messages, participants, their RLS, grants and triggers.
 
 Revision ID: 004
-Revises: 000
+Revises: c001
 Create Date: 2026-11-25
 
 Why: replicates the hand-run ``004_chat_system.sql`` (kept as
@@ -23,6 +23,10 @@ On a large existing chat table (the adoption of a table an older script made) it
 indexes are built CONCURRENTLY before the run's transaction, like every index of
 every revision (op.create_index, chatdb.deploy.online).
 
+An existing chat table of another shape (the older script's, FIX A's rebuild) meets
+this revision already converged to its columns, defaults, foreign keys and index names
+by revision c001, which runs just before it.
+
 Downgrade removes what 004 created: the three tables (their indexes, policies,
 triggers, grants and publication membership go with them) and the function
 update_conversation_on_message(). It leaves the prerequisites, which belong to
@@ -39,7 +43,7 @@ from chatdb.deploy import data_loss
 from chatdb.revisions import prerequisites
 
 revision: str = "004"
-down_revision: str | Sequence[str] | None = "000"
+down_revision: str | Sequence[str] | None = "c001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -81,20 +85,13 @@ def upgrade() -> None:
     create_tables()
     create_indexes()
     for table in TABLES:
-        op.execute(f"ALTER TABLE public.{table} ENABLE ROW LEVEL SECURITY")
-    for table, name, command, using, check in POLICIES:
-        op.execute(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
-        op.execute(create_policy_sql(table, name, command, using, check))
+        op.execute(access_sql(table))
     create_message_trigger()
     op.execute(
         "CREATE OR REPLACE TRIGGER update_chat_conversations_updated_at "
         "BEFORE UPDATE ON public.chat_conversations "
         "FOR EACH ROW EXECUTE FUNCTION update_updated_at_column()"
     )
-    for table in TABLES:
-        op.execute(f"GRANT ALL ON public.{table} TO service_role")
-        op.execute(f"GRANT ALL ON public.{table} TO authenticated")
-        op.execute(f"GRANT SELECT, INSERT, UPDATE ON public.{table} TO anon")
     for table in TABLES:
         add_to_realtime_publication(table)
 
@@ -185,6 +182,24 @@ def create_indexes() -> None:
               ON public.chat_conversations (customer_id);
           END IF;
         END $$""")
+
+
+def access_sql(table: str) -> str:
+    """The table's row level security, its policies (replaced by name: PostgreSQL has no
+    CREATE OR REPLACE POLICY) and 004's GRANTs, as one batch of statements: one round
+    trip, where every statement of the run's transaction holds the run's locks a little
+    longer on a live table."""
+    statements = [f"ALTER TABLE public.{table} ENABLE ROW LEVEL SECURITY"]
+    for policy_table, name, command, using, check in POLICIES:
+        if policy_table == table:
+            statements.append(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
+            statements.append(create_policy_sql(table, name, command, using, check))
+    statements += [
+        f"GRANT ALL ON public.{table} TO service_role",
+        f"GRANT ALL ON public.{table} TO authenticated",
+        f"GRANT SELECT, INSERT, UPDATE ON public.{table} TO anon",
+    ]
+    return ";\n".join(statements)
 
 
 def create_policy_sql(

@@ -131,15 +131,20 @@ STILL_OPEN = """
 
 def upgrade() -> None:
     op.execute(prerequisites.create_auth_role_sql(MARKER))
-    for table, names in DROPPED:
-        for name in names:
-            op.execute(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
+    # One batch of statements (one round trip: the run's transaction holds its locks on
+    # the live tables until it commits).
+    statements = [
+        f'DROP POLICY IF EXISTS "{name}" ON public.{table}'
+        for table, names in DROPPED
+        for name in names
+    ]
     for table, name in SERVICE_ROLE_POLICIES:
-        op.execute(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
-        op.execute(
+        statements.append(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
+        statements.append(
             f'CREATE POLICY "{name}" ON public.{table} FOR ALL TO service_role '
             f"USING ({SERVICE_ROLE_ONLY}) WITH CHECK ({SERVICE_ROLE_ONLY})"
         )
+    op.execute(";\n".join(statements))
     op.execute(f"""
         DO $$
         DECLARE

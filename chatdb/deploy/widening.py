@@ -10,10 +10,16 @@ compares cell by cell. A cell is wider when:
 - its rows grew: refused -> none -> filtered -> all (a command allowed that was
   refused, every row where some or none were reachable);
 - it stays "filtered", but by a condition that was not there before (a new permissive
-  policy, or a restrictive one gone).
+  policy, or a restrictive one gone), in any part that decides the rows: the command's
+  USING, the SELECT policies an UPDATE or DELETE also needs, an UPDATE's WITH CHECK
+  (chatdb.inspect.access.policy_reach lists the parts).
 
 Any wider cell fails the run (rolled back whole) with each cell and the policy or
-grant responsible; with the option, each is logged and the run goes on. Tables the
+grant responsible (for a cell that was refused, the privileges it lacked: an UPDATE or
+DELETE needs SELECT too); with the option, each is logged and the run goes on. A
+condition on ``auth.uid()`` counts for anon like any other (the cell is "filtered"),
+and the sentence says that for the anon key it reaches no row: the anon key's JWT has
+no ``sub``. Tables the
 run creates have no "before" and are not compared: what a revision gives a new table
 is what it declares.
 """
@@ -21,12 +27,13 @@ is what it declares.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from chatdb.failures import Refused
+from chatdb.failures import Refused, StoppedPartWay
 from chatdb.inspect import access
 from chatdb.inspect.access import ALL, FILTERED, NONE, PUBLIC, REFUSED, Cell, format_through
 
@@ -35,6 +42,7 @@ log = logging.getLogger("chatdb.deploy.widening")
 OVERRIDE = "allow_wider_access"
 ROLES = ("anon", "authenticated", PUBLIC)
 _RANK = {REFUSED: 3, NONE: 2, FILTERED: 1, ALL: 0}
+BEFORE_COMMIT = "before it commits"
 
 
 @dataclass(frozen=True)
@@ -45,17 +53,84 @@ class Widened:
     def __str__(self) -> str:
         a = self.after
         if self.before.rows == REFUSED:
-            why = f"now granted {a.command}" + (
+            why = f"now granted {'/'.join(newly_granted(self.before))}" + (
                 f", rows through {format_through(a.through)}" if a.through else ""
             )
         else:
             why = f"through {format_through(a.through)}"
-            new = sorted(
-                c for c in a.conditions - self.before.conditions if not c.startswith("AND ")
-            )
+            new = new_conditions(self.before, a)
             if a.rows == self.before.rows and new:
-                why += f" (new condition: {'; '.join(new)})"
+                why += (
+                    " ("
+                    + "; ".join(
+                        f"restrictive condition gone: {shown(c)}"
+                        if restrictive(c)
+                        else f"new condition: {shown(c)}"
+                        for c in new
+                    )
+                    + ")"
+                )
+        if a.role == "anon" and a.rows == FILTERED and _all_on_uid(self, a):
+            why += (
+                " (each new condition compares with auth.uid(), which is NULL for the anon "
+                "key: it lets anon reach no row)"
+            )
         return f"{a.role} {a.table} {a.command}: {self.before.rows} -> {a.rows} {why}"
+
+
+def newly_granted(before: Cell) -> list[str]:
+    """The privileges a refused cell lacked ("no SELECT/UPDATE privilege"): an UPDATE or
+    DELETE also needs SELECT, so the grant that widens it may be SELECT's."""
+    for reason in before.through:
+        if reason.startswith("no ") and reason.endswith(" privilege"):
+            return reason[3 : -len(" privilege")].split("/")
+    return [before.command]
+
+
+def _all_on_uid(widened: Widened, after: Cell) -> bool:
+    new = new_conditions(widened.before, after)
+    return bool(new) and all("auth.uid()" in c for c in new)
+
+
+_PART = re.compile(r"^\[(select|check)\] ")
+
+
+def restrictive(condition: str) -> bool:
+    """A restrictive policy's condition ("AND ..."), in any part of a cell's conditions
+    (chatdb.inspect.access: "[select] ", "[check] ")."""
+    return _PART.sub("", condition).startswith("AND ")
+
+
+def shown(condition: str) -> str:
+    part = _PART.match(condition)
+    bare = _PART.sub("", condition)
+    if part is None:
+        return bare
+    return ("WITH CHECK " if part[1] == "check" else "rows visible to SELECT: ") + bare
+
+
+def _parts(conditions: frozenset[str]) -> dict[str, tuple[set[str], set[str]]]:
+    """Conditions by part ("" for the command's own): (permissive, restrictive)."""
+    parts: dict[str, tuple[set[str], set[str]]] = {}
+    for condition in conditions:
+        match = _PART.match(condition)
+        permissive, limiting = parts.setdefault(match[0] if match else "", (set(), set()))
+        (limiting if restrictive(condition) else permissive).add(condition)
+    return parts
+
+
+def new_conditions(before: Cell, after: Cell) -> list[str]:
+    """The permissive conditions ``after`` adds to a part of ``before`` that did not let
+    every row through already ("true"), and the restrictive ones it no longer has."""
+    was, now = _parts(before.conditions), _parts(after.conditions)
+    found = []
+    for part in sorted(set(was) | set(now)):
+        permissive_was, limiting_was = was.get(part, (set(), set()))
+        permissive_now, limiting_now = now.get(part, (set(), set()))
+        if part + "true" not in permissive_was:
+            found += sorted(permissive_now - permissive_was)
+        found += sorted(limiting_was - limiting_now)
+    return found
 
 
 def wider(before: Cell, after: Cell) -> bool:
@@ -63,10 +138,7 @@ def wider(before: Cell, after: Cell) -> bool:
         return _RANK[after.rows] < _RANK[before.rows]
     if after.rows != FILTERED:
         return False
-    permissive = {c for c in after.conditions if not c.startswith("AND ")}
-    restrictive_gone = {c for c in before.conditions if c.startswith("AND ")} - after.conditions
-    was = {c for c in before.conditions if not c.startswith("AND ")}
-    return bool(permissive - was) or bool(restrictive_gone)
+    return bool(new_conditions(before, after))
 
 
 def chat_tables(connection: Connection) -> tuple[str, ...]:
@@ -113,9 +185,10 @@ class Guard:
             and wider(self.before[key], cell)
         ]
 
-    def check(self, connection: Connection, when: str = "before it commits") -> None:
-        """Fail the run (a Refused failure: its transaction rolls back) if it widened a
-        cell, unless allowed; then log each widened cell."""
+    def check(self, connection: Connection, when: str = BEFORE_COMMIT) -> None:
+        """Fail the run (its transaction rolls back) if it widened a cell, unless allowed:
+        Refused before the commit; after the online steps of pass 1, which commit one by
+        one, StoppedPartWay (what they committed is kept). Then log each widened cell."""
         found = self.widened(connection)
         if not found:
             return
@@ -123,11 +196,15 @@ class Guard:
             for cell in found:
                 log.warning("-x %s=true: access widened: %s", OVERRIDE, cell)
             return
-        raise Refused(
+        if when == BEFORE_COMMIT:
+            kept, kind = "the run was rolled back and the database is as it was", Refused
+        else:  # the online steps of pass 1 commit one by one
+            kept, kind = "the run stopped; the online steps it committed are kept", StoppedPartWay
+        raise kind(
             f"The run would widen what anon, authenticated or PUBLIC can do on tables that "
             f"existed before it ({when}), in {len(found)} cell(s): "
             + "; ".join(map(str, found))
-            + "; the run was rolled back and the database is as it was: review the change "
+            + f"; {kept}: review the change "
             f"(`chatdb plan` shows it), then re-run with -x {OVERRIDE}=true to accept it."
         )
 

@@ -154,11 +154,33 @@ def policy_reach(policies: Sequence[Policy], command: str) -> Reach:
         return select
     if command == "INSERT":
         return _reach(*_expressions(policies, "INSERT", "check"))
-    own = _reach(*_expressions(policies, command, "using"))
+    using = _reach(*_expressions(policies, command, "using"))
+    own, check = using, None
     if command == "UPDATE":
-        own = _worst(own, _reach(*_expressions(policies, "UPDATE", "check")))
+        check = _reach(*_expressions(policies, "UPDATE", "check"))
+        own = _worst(using, check)
     # A filtered UPDATE/DELETE touches only rows its SELECT policies show.
-    return own if _RANK[own.rows] >= _RANK[select.rows] else select
+    reach = own if _RANK[own.rows] >= _RANK[select.rows] else select
+    if reach.rows != FILTERED:
+        return reach
+    # Every part that decides the rows, for the run's access guard: the command's USING,
+    # the SELECT policies (rows the statement can see), and WITH CHECK (what an updated
+    # row may become), so that a part widening alone is seen (chatdb.deploy.widening).
+    conditions = set(using.conditions if using.rows == FILTERED else _part("", using))
+    conditions |= _part(SELECT_PART, select)
+    if check is not None:
+        conditions |= _part(CHECK_PART, check)
+    return Reach(reach.rows, reach.through, frozenset(conditions))
+
+
+SELECT_PART, CHECK_PART = "[select] ", "[check] "
+
+
+def _part(prefix: str, reach: Reach) -> set[str]:
+    """A part's conditions, prefixed: "true" where it lets every row through."""
+    if reach.rows == ALL:
+        return {prefix + "true"}
+    return {prefix + condition for condition in reach.conditions}
 
 
 def _needed_privileges(command: str) -> tuple[str, ...]:
@@ -427,12 +449,14 @@ def render(cells: Sequence[Cell], where: str) -> str:
 # --------------------------------------------------------------------------- command
 
 
-def read_matrix_from_env() -> tuple[list[Cell], str]:
+def read_matrix_from_env(*, existing_only: bool = False) -> tuple[list[Cell], str]:
     """Connect to DATABASE_URL (else the running local cluster), read the matrix in a
-    READ ONLY transaction, roll back."""
+    READ ONLY transaction, roll back. ``existing_only``: the chat tables that exist, when
+    at least one does (a database before its takeover may lack chat_participants)."""
     with read_only(APPLICATION_NAME) as (connection, where):
         try:
-            return matrix(connection), where
+            tables = existing_tables(connection) if existing_only else TABLES
+            return matrix(connection, tables or TABLES), where
         except AccessError as exc:
             raise AccessError(f"Cannot read the access matrix at {where}: {exc}.") from None
         except DBAPIError as exc:
@@ -442,8 +466,14 @@ def read_matrix_from_env() -> tuple[list[Cell], str]:
 
 
 def cmd_access(args: argparse.Namespace) -> int:
-    cells, where = read_matrix_from_env()
+    cells, where = read_matrix_from_env(existing_only=True)
     print(render(cells, where))
+    absent = [table for table in TABLES if table not in {cell.table for cell in cells}]
+    if absent:
+        print(
+            f"Not listed: {', '.join(absent)} (no such table in schema {SCHEMA}; "
+            "`alembic upgrade head` creates it)."
+        )
     return 0
 
 

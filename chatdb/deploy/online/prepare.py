@@ -5,10 +5,12 @@ Why a pass of its own: the online steps commit one by one. If they ran where the
 revision sits in the run (008 after 004, say), every revision before them would have
 to be committed first, and a commit in the middle of a run can expose a state the
 run never means to leave: 004 re-creating public policies that 049, later in the same
-run, drops again. Collected first and run first, the online steps only ever add
-columns, fill values, validate checks and build indexes; everything else (policies,
-grants, triggers, swaps of names, NOT NULL) is in the run's last and only other
-commit.
+run, drops again. Collected first and run first, the online steps only add columns,
+fill values, validate checks and foreign keys, build indexes, convert a column's type
+(a new column swapped in, values kept) and free an index name a build needs (renamed,
+or dropped where it duplicates another); none of them changes what a role can do.
+Everything else (policies, grants, triggers, NOT NULL) is in the run's last and only
+other commit.
 
 How: each pending revision's upgrade() runs once on a migration context whose
 statements are not executed (:class:`_NotExecuted`), with the operations of

@@ -82,6 +82,11 @@ class RunState:
             ).scalar()
         )
 
+    @property
+    def paths(self) -> dict[str, bool]:
+        """The tables decided so far: True for the online path (for chatdb plan)."""
+        return dict(self._online)
+
     # ------------------------------------------------------------------ steps
 
     def collect(self, step: Step) -> None:

@@ -430,6 +430,57 @@ class BuildIndex(Step):
 
 
 @dataclass(frozen=True)
+class RenameIndex(Step):
+    """``ALTER INDEX ... RENAME``: a catalog change. Run before the table's index builds,
+    so that a revision can build an index under a name an older index held (revision
+    c001: FIX A's idx_chat_conversations_customer, on customer_phone)."""
+
+    name: str
+    new_name: str
+    order: ClassVar[int] = 0
+
+    @property
+    def key(self) -> Key:
+        return ("rename_index", self.name)
+
+    def describe(self) -> str:
+        return f"rename index {self.name} to {self.new_name} (catalog only)"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        if index_state(ex, self.name) is None:  # renamed by an earlier (interrupted) run
+            return
+        ex.catalog(
+            self.describe(),
+            RERUNNABLE + f"ALTER INDEX {qualified(self.name)} RENAME TO {self.new_name}",
+        )
+
+
+@dataclass(frozen=True)
+class DropIndex(Step):
+    """``DROP INDEX CONCURRENTLY``: reads and writes go on. Run before the table's index
+    builds, for the same reason as :class:`RenameIndex`. An index holds no value of its
+    own: dropping one loses no data."""
+
+    name: str
+    order: ClassVar[int] = 0
+
+    @property
+    def key(self) -> Key:
+        return ("drop_index", self.name)
+
+    def describe(self) -> str:
+        return f"drop index {self.name} concurrently (reads and writes go on)"
+
+    def run(self, ex: Executor, options: OnlineOptions) -> None:
+        if index_state(ex, self.name) is None:
+            return
+        ex.long(
+            f"DROP INDEX CONCURRENTLY {self.name}",
+            f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(self.name)}",
+        )
+
+
+@dataclass(frozen=True)
 class ConvertType(Step):
     """A column's type changed without rewriting the table under a lock: a new column
     of the new type, kept in step by a trigger, filled in batches, indexed like the old

@@ -1,0 +1,174 @@
+"""What "converged to head" means, as checks (issue 12, item 2), shared by the tests of
+taking a database over (test_convergence, test_plan, test_taking_over):
+
+- ``drift_problems(url)``: ``chatdb drift`` lists only objects the code does not declare
+  (an extra column, index or policy): every sentence that says a declared object is
+  missing or differs is a problem;
+- ``value_problems(before, after)``: every row and every value of ``before`` (tests.shapes
+  .all_rows, columns the code does not declare included) is in ``after``, except what a
+  revision fills where there was NULL (008's customer_id, 012's message_type) and the
+  ``updated_at`` that 008's backfill stamps on the rows it fills, as the hand-run 008 did;
+- ``contract_problems(conn)``: every call of the backend's contract (tests.contract) does
+  at head what the contract says (every write succeeds).
+
+Also the builders of combinations of the shapes (``COMBINATIONS``), and the runs of the
+real command lines (``alembic_run``, ``chatdb_run``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from tests import shapes
+from tests.contract import CONTRACT, outcome, seed, show
+from tests.pg import ROOT, run_sql_file
+
+CHATDB = str(Path(sys.executable).with_name("chatdb"))
+UNDECLARED = (
+    "is in the database but not in the code",
+    "is not in the code (an extra policy",
+)
+
+
+def chatdb_run(*args: str, url: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """The real ``chatdb`` command line against ``url``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
+    env["DATABASE_URL"] = url
+    return subprocess.run(
+        [CHATDB, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def drift_sections(report: str) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    current = None
+    for line in report.splitlines()[1:]:
+        if line.startswith("  - "):
+            groups[current].append(line[4:])
+        elif line and not line.startswith("Read-only check"):
+            current = line
+            groups[current] = []
+    return groups
+
+
+def drift_problems(url: str) -> list[str]:
+    """What ``chatdb drift`` says of declared objects (missing or different)."""
+    result = chatdb_run("drift", url=url)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    return [
+        f"{table}: {sentence}"
+        for table, sentences in drift_sections(result.stdout).items()
+        for sentence in sentences
+        if not any(mark in sentence for mark in UNDECLARED)
+    ]
+
+
+def value_problems(before: dict, after: dict) -> list[str]:
+    """Every value of ``before`` that ``after`` does not keep, but fills of NULLs and the
+    updated_at that a fill of customer_id stamps."""
+    filled_conversations = {
+        row["id"] for row in before.get("chat_conversations", []) if row["customer_id"] is None
+    }
+    problems = []
+    for sentence in shapes.lost(before, after):
+        table, row_id = sentence.split(": ", 1)[0].split(" ")
+        if " was None, is " in sentence:
+            continue
+        stamped = f"{table} {row_id}: updated_at was "
+        if sentence.startswith(stamped) and row_id in filled_conversations:
+            continue
+        problems.append(sentence)
+    return problems
+
+
+def contract_problems(conn: psycopg.Connection) -> list[str]:
+    """Seed the rows the contract needs, then every call: what differs from ``at_head``."""
+    seed(conn)
+    problems = []
+    for call in CONTRACT:
+        observed = outcome(conn, call)
+        expected = call.at_head
+        if (
+            observed is None
+            and expected is not None
+            and expected.code == "42703"
+            and _has_column(conn, call.table, expected.column)
+        ):
+            continue  # a column the code does not declare, kept (the older script's message)
+        if observed != expected:
+            problems.append(
+                f"{call.name}: {show(observed)}, the contract says {show(call.at_head)}"
+            )
+    return problems
+
+
+def _has_column(conn: psycopg.Connection, table: str, column: str) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' "
+            "AND table_name = %s AND column_name = %s",
+            (table, column),
+        ).fetchone()[0]
+    )
+
+
+# --------------------------------------------------------------------------- combinations
+
+
+def _participants(url: str) -> None:
+    shapes._fill(url, shapes._participants)
+
+
+def b_then_fix_a_then_049(url: str) -> None:
+    """The older script's tables, then FIX A without its FIX B (its CREATE TABLE IF NOT
+    EXISTS makes only chat_participants, its index idx_chat_conversations_customer goes on
+    customer_phone, its "Allow all" policies, grants and publication apply to all three),
+    then 049; participants for the conversations."""
+    shapes.build_b(url)
+    run_sql_file(url, "hand_run/014_fix_a.sql")
+    run_sql_file(url, "hand_run/049_chat.sql")
+    _participants(url)
+
+
+def b_then_010_012_013(url: str) -> None:
+    """The older script's tables, then 010 (row level security, "Allow all" policies),
+    012 and 013 (message_type default, indexes)."""
+    shapes.build_b(url)
+    for name in ("010_enable_chat_realtime_and_rls", "012_fix_chat_message_type"):
+        run_sql_file(url, f"hand_run/{name}.sql")
+    run_sql_file(url, "hand_run/013_add_missing_chat_columns.sql")
+
+
+def a_then_010(url: str) -> None:
+    """004 and 008 by hand, then 010's "Allow all" policies beside 004's."""
+    shapes.build_a(url)
+    run_sql_file(url, "hand_run/010_enable_chat_realtime_and_rls.sql")
+
+
+def fix_a_without_049(url: str) -> None:
+    """FIX A's rebuild, with rows, never hardened."""
+    run_sql_file(url, "hand_run/014_fix_a.sql")
+    shapes._fill(url, shapes._rows_fix_a)
+
+
+# name: (builder, whether head widens access there: the owner policies of 004, where the
+# conversations had none but the service role's)
+COMBINATIONS: dict[str, tuple[Callable[[str], None], bool]] = {
+    "b+fix_a+049": (b_then_fix_a_then_049, True),
+    "b+010+012+013": (b_then_010_012_013, False),
+    "a+010": (a_then_010, False),
+    "fix_a": (fix_a_without_049, False),
+}
+SHAPES_WIDENING = {"a": False, "b": False, "c": False, "d": True}

@@ -1,0 +1,251 @@
+"""Issue 12, item 1: a run never widens what anon, authenticated or PUBLIC can do on a
+table that existed before it, unless ``-x allow_wider_access=true``
+(chatdb.deploy.widening, checked by chatdb.deploy.run.Run before every commit).
+
+A revision that widens access is written into a copy of the project, after head, and
+deployed with the real command line: refused in one FAILED line naming every cell and
+the policies or privileges responsible, the database unchanged (pg_dump before and
+after); accepted with the option, each widened cell logged. On shape (c), 004 creates
+its public policies again inside the run's transaction and 049 drops them before
+anything is committed: the run widens nothing. On shape (d), 004's owner policies are a
+real widening for authenticated (none -> filtered): the run says so, and the option
+accepts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import op
+from sqlalchemy import text
+
+from tests.deploying import dump
+from tests.pg import ALEMBIC, ROOT, alembic_cli, migrate, revision_ids
+
+WIDENED = "-x allow_wider_access=true: access widened: "
+REFUSAL = (
+    "FAILED: The run would widen what anon, authenticated or PUBLIC can do on tables that "
+    "existed before it (before it commits), in {n} cell(s): {cells}; the run was rolled "
+    "back and the database is as it was: review the change (`chatdb plan` shows it), then "
+    "re-run with -x allow_wider_access=true to accept it."
+)
+OWNER_EXPR = "website_id IN (SELECT id FROM websites WHERE user_id = auth.uid())"
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the project's Alembic files and models, to add a revision to."""
+    for name in ("alembic.ini", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for name in ("alembic", "models"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def add_revision(project: Path, *statements: str) -> None:
+    """Revision t01 after head, running ``statements``."""
+    body = "\n".join(f"    op.execute({statement!r})" for statement in statements)
+    (project / "alembic" / "versions" / "t01_test_revision.py").write_text(
+        textwrap.dedent(f'''\
+            """A revision of the test.
+
+            Revision ID: t01
+            Revises: {revision_ids()[-1]}
+            """
+
+            from alembic import op
+
+            revision = "t01"
+            down_revision = "{revision_ids()[-1]}"
+            branch_labels = None
+            depends_on = None
+
+
+            def upgrade() -> None:
+            ''')
+        + body
+        + "\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+
+
+def deploy(project: Path, url: str, *x: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = url
+    args = [arg for option in x for arg in ("-x", option)]
+    return subprocess.run(
+        [ALEMBIC, *args, "upgrade", "head"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def failed_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stdout.splitlines() if line.startswith("FAILED: ")]
+    assert result.returncode == 255 and len(lines) == 1, result.stdout + result.stderr
+    return lines[0]
+
+
+def widened_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line.split(WIDENED, 1)[1] for line in result.stderr.splitlines() if WIDENED in line]
+
+
+# --------------------------------------------------------------------------- a revision
+
+
+def test_a_revision_that_widens_access_is_refused_then_accepted_with_the_option(
+    project, supabase_head_db
+):
+    db = supabase_head_db
+    add_revision(
+        project,
+        "COMMENT ON TABLE public.chat_messages IS 'read by everyone'",
+        'CREATE POLICY "Debug: anyone can read messages" ON public.chat_messages '
+        "FOR SELECT USING (true)",
+        "GRANT SELECT ON public.chat_messages TO PUBLIC",
+    )
+    debug = '"Debug: anyone can read messages"'
+    cells = [
+        f"anon chat_messages SELECT: none -> all through {debug}",
+        f"authenticated chat_messages SELECT: none -> all through {debug}",
+        f"PUBLIC chat_messages SELECT: refused -> all now granted SELECT, rows through {debug}",
+    ]
+    before = dump(db.url)
+    refused = deploy(project, db.url)
+    assert failed_line(refused) == REFUSAL.format(n=3, cells="; ".join(cells))
+    assert dump(db.url) == before
+
+    accepted = deploy(project, db.url, "allow_wider_access=true")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert widened_lines(accepted) == cells
+    assert db.scalar("SELECT version_num FROM alembic_version") == "t01"
+    assert db.scalar(
+        "SELECT count(*) FROM pg_policies WHERE policyname = 'Debug: anyone can read messages'"
+    )
+
+
+def test_a_grant_is_named_by_the_privilege_a_cell_lacked(project, supabase_head_db):
+    """An UPDATE also needs SELECT: granting SELECT widens it, and the sentence says so."""
+    db = supabase_head_db
+    db.conn.execute("REVOKE SELECT ON chat_participants FROM anon")
+    add_revision(project, "GRANT SELECT ON public.chat_participants TO anon")
+    line = failed_line(deploy(project, db.url))
+    through = '"Anyone can manage participants", "Service role full access to participants"'
+    assert (
+        f"anon chat_participants UPDATE: refused -> all now granted SELECT, rows through {through}"
+    ) in line
+    assert "anon chat_participants DELETE: refused -> all now granted SELECT" in line
+
+
+def test_a_wider_with_check_alone_is_a_widening(project, supabase_head_db):
+    """An owner's UPDATE stays filtered by the same rows, but may now give a conversation
+    to any website: WITH CHECK (true)."""
+    db = supabase_head_db
+    add_revision(
+        project,
+        'CREATE POLICY "Owners can move conversations" ON public.chat_conversations '
+        f"FOR UPDATE TO authenticated USING ({OWNER_EXPR}) WITH CHECK (true)",
+    )
+    line = failed_line(deploy(project, db.url))
+    assert line.startswith(
+        REFUSAL.format(n=1, cells="authenticated chat_conversations UPDATE: filtered -> "
+                       "filtered")[:150]
+    )  # fmt: skip
+    assert "(new condition: WITH CHECK true)" in line
+
+
+# --------------------------------------------------------------------------- shape (c)
+
+
+class BeforeRevision(logging.Handler):
+    """When Alembic announces revision ``target``, look at 004's public policies from the
+    run's own connection (inside its transaction) and from another one."""
+
+    def __init__(self, url: str, target: str) -> None:
+        super().__init__()
+        self.url, self.target, self.seen = url, target, None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg != "Running %s" or f"-> {self.target}," not in str(record.args[0]):
+            return
+        query = (
+            "SELECT policyname FROM pg_policies WHERE schemaname = 'public' "
+            "AND policyname IN ('Anyone can view messages', 'Anyone can create conversations', "
+            "'Service role full access to messages') ORDER BY policyname"
+        )
+        inside = [row[0] for row in op.get_bind().execute(text(query))]
+        with psycopg.connect(self.url) as other:
+            outside = [row[0] for row in other.execute(query)]
+        self.seen = (inside, outside)
+
+
+def test_on_shape_c_004s_public_policies_are_never_committed(shape_c_db):
+    db = shape_c_db
+    watcher = BeforeRevision(db.url, "049")
+    logger = logging.getLogger("alembic.runtime.migration")
+    logger.addHandler(watcher)
+    logger.setLevel(logging.INFO)
+    try:
+        migrate(db.url, "head")  # no -x allow_wider_access: the guard finds nothing wider
+    finally:
+        logger.removeHandler(watcher)
+    inside, outside = watcher.seen
+    assert inside == [  # 004 created them again in the run's transaction ...
+        "Anyone can create conversations",
+        "Anyone can view messages",
+        "Service role full access to messages",
+    ]
+    assert outside == []  # ... and nobody else could see them before 049 dropped them
+    public = db.rows(
+        "SELECT tablename, policyname FROM pg_policies WHERE 'public' = ANY(roles) ORDER BY 1, 2"
+    )
+    assert [table for table, _ in public] == ["chat_conversations"] * 2 + [
+        "chat_participants"
+    ] * 3  # the owner policies, and 004's on chat_participants, which 049 leaves
+
+
+def test_on_shape_c_the_deploy_widens_nothing(shape_c_db):
+    result = alembic_cli("upgrade", "head", url=shape_c_db.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert WIDENED not in result.stderr
+
+
+# --------------------------------------------------------------------------- shape (d)
+
+SHAPE_D_CELLS = [
+    f"{role} chat_conversations {command}: none -> filtered through {through}"
+    + (
+        " (each new condition compares with auth.uid(), which is NULL for the anon key: it "
+        "lets anon reach no row)"
+        if role == "anon"
+        else ""
+    )
+    for role in ("anon", "authenticated")
+    for command, through in (
+        ("SELECT", '"Owners can manage own conversations", "Owners can view own conversations"'),
+        ("INSERT", '"Owners can manage own conversations"'),
+        ("UPDATE", '"Owners can manage own conversations"'),
+        ("DELETE", '"Owners can manage own conversations"'),
+    )
+]
+
+
+def test_on_shape_d_the_owner_policies_are_a_widening_the_option_accepts(shape_d_db):
+    db = shape_d_db
+    before = dump(db.url)
+    refused = alembic_cli("upgrade", "head", url=db.url)
+    assert failed_line(refused) == REFUSAL.format(n=8, cells="; ".join(SHAPE_D_CELLS))
+    assert dump(db.url) == before
+    accepted = alembic_cli("-x", "allow_wider_access=true", "upgrade", "head", url=db.url)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert widened_lines(accepted) == SHAPE_D_CELLS
