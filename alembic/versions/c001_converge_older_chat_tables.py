@@ -76,8 +76,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from alembic import context, op
-from alembic.util import CommandError
 from sqlalchemy.dialects import postgresql
+
+from chatdb import failures
 
 revision: str = "c001"
 down_revision: str | Sequence[str] | None = "000"
@@ -219,8 +220,9 @@ LATER_INDEXES = {
 }
 
 
-class Refused(CommandError):
-    """c001 found what it cannot converge without losing or inventing values."""
+class Refused(failures.Refused):
+    """c001 found what it cannot converge without losing or inventing values (refused
+    before any change: exit code 4, docs/failures.md)."""
 
 
 # --------------------------------------------------------------------------- reading

@@ -16,8 +16,11 @@ points (chatdb.deploy.run.Run):
 - ``succeeded(run)``: the guards passed; it raises :class:`PlanFinished`, so that the
   transaction rolls back (and the reload NOTIFY, the statement after it, is never sent).
 
-A run that fails (a refusal, a statement error, a guard) raises its usual CommandError,
-whose sentence ``chatdb plan`` prints as the deploy would: ``FAILED: ...``.
+A run that fails (a refusal, a statement error, a guard) raises its usual failure,
+whose sentence ``chatdb plan`` prints as the deploy would: ``FAILED: ...``, and exits 1
+(a finding: the deploy would fail). A plan that cannot be made (no DATABASE_URL, a
+mistyped option, a server that cannot be reached) fails as any command does, with its
+kind's exit code (chatdb.failures).
 
 Everything the report says comes from what the database did inside that transaction,
 compared with what it was before (chatdb.inspect.catalog), never from reading the
@@ -33,17 +36,16 @@ from typing import Any
 
 from alembic import command
 from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from chatdb import database, failures
 from chatdb.deploy import widening
 from chatdb.deploy.online.ops import PLAN_OLD
 from chatdb.deploy.online.steps import AddColumn, ConvertType, NotNull, Step
 from chatdb.inspect import access, catalog
 from chatdb.inspect.access import PUBLIC, Cell, format_through
 from chatdb.project import alembic_config
-from chatdb.urls import database_url_from_env, mask_url
 
 ROLES = ("anon", "authenticated", PUBLIC)
 
@@ -381,14 +383,23 @@ change, the lock each table would be held in until commit, the rows written and 
 values dropped. It takes the same locks as a deploy, under the same lock_timeout (-x
 lock_timeout, 5s by default), for as long as the revisions take to run: run it when a
 deploy would be acceptable. Exit status 0 when the deploy would succeed, 1 when it
-would fail (with the same FAILED line as the deploy)."""
+would fail (with the same FAILED line as the deploy); when the plan cannot be made
+(no DATABASE_URL, a server that cannot be reached, ...), the FAILED line and the exit
+code of its kind, as for every command (docs/failures.md)."""
+
+
+# What a failed plan means: these say the deploy would fail (a finding, exit 1, after
+# the report); any other failure means the plan itself could not be made.
+DEPLOY_WOULD_FAIL = (failures.Refused, failures.RolledBack)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    where = mask_url(database_url_from_env().set(drivername="postgresql"))
+    target = database.from_env()
+    where = target.shown
     plan = Plan()
     config = alembic_config(x_args=args.x)
     config.attributes["plan"] = plan
+    config.attributes["target"] = target
     try:
         command.upgrade(config, "head")
     except PlanFinished:
@@ -400,12 +411,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         else:
             print("The deploy would succeed: nothing to apply, the database is at head.")
         return 0
-    except CommandError as exc:
+    except DEPLOY_WOULD_FAIL as exc:
         print(plan.report(where))
         print()
         print(f"FAILED: {exc}")
-        return 1
-    raise CommandError("chatdb plan: the run ended without reaching its checks (a bug)")
+        return failures.Finding.exit_code
+    raise RuntimeError("chatdb plan: the run ended without reaching its checks (a bug)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
