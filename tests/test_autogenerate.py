@@ -828,11 +828,19 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
     before_upgrade = dump(url)
     refused = alembic("upgrade", "head")
     assert refused.returncode == failures.Refused.exit_code, refused.stdout + refused.stderr
-    assert refused.stdout.startswith(
+    [line] = refused.stdout.splitlines()
+    assert line.startswith(
         "FAILED: The run would widen what anon, authenticated or PUBLIC can do on tables "
-        "that existed before it (before it commits), in 2 cell(s): anon chat_conversations "
-        'SELECT: filtered -> filtered through "Customers see only their own conversations"'
+        "that existed before it (before it commits), in "
     )
+    for role in ("anon", "authenticated"):
+        assert (
+            f"{role} chat_conversations SELECT: filtered -> filtered through "
+            '"Customers see only their own conversations", "Owners can manage own '
+            'conversations", "Owners can view own conversations" (new condition: '
+            "(customer_id = (auth.uid())::text))"
+        ) in line
+    assert line.endswith("then re-run with -x allow_wider_access=true to accept it.")
     assert dump(url) == before_upgrade
     assert alembic("-x", "allow_wider_access=true", "upgrade", "head").returncode == 0
     assert alembic("check").returncode == 0

@@ -64,6 +64,7 @@ def test_every_raise_site_picks_a_kind():
     """A bare CommandError would exit 255 on the command line, as an Alembic error: the
     code and the revisions raise a kind of chatdb.failures.Failure (or a subclass)."""
     paths = [*(ROOT / "chatdb").rglob("*.py"), *(ROOT / "alembic").rglob("*.py")]
+    paths.remove(ROOT / "chatdb" / "failures.py")  # where Failure(CommandError) is made
     bare = [
         f"{path.relative_to(ROOT)}:{number}"
         for path in sorted(paths)

@@ -92,7 +92,8 @@ def deploy(project: Path, url: str, *x: str) -> subprocess.CompletedProcess:
 
 def failed_line(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in result.stdout.splitlines() if line.startswith("FAILED: ")]
-    assert result.returncode == 255 and len(lines) == 1, result.stdout + result.stderr
+    # Refused before any change: exit code 4 (docs/failures.md).
+    assert result.returncode == 4 and len(lines) == 1, result.stdout + result.stderr
     return lines[0]
 
 
