@@ -3,7 +3,8 @@
 - :func:`dump`: the whole database (schema and rows) as pg_dump prints it, to compare
   "exactly as before", version table included;
 - :func:`start_cli`: the real ``alembic`` command line, started without waiting;
-- :class:`Deploy`: ``alembic upgrade head`` in the background, its log lines collected;
+- :class:`Deploy`: ``alembic upgrade head`` (or a revision) in the background, its log
+  lines collected;
 - :class:`Blocker`: a transaction the test holds open, as live traffic would;
 - :func:`wait_until`: poll the server until something is true.
 """
@@ -61,13 +62,13 @@ def start_cli(*args: str, url: str, env: dict[str, str] | None = None) -> subpro
 
 
 class Deploy:
-    """``alembic *x upgrade head`` in the background; its log lines are collected as they
-    come, so that a test can wait for one."""
+    """``alembic *x upgrade <target>`` (head unless told) in the background; its log lines
+    are collected as they come, so that a test can wait for one."""
 
-    def __init__(self, url: str, *x: str) -> None:
+    def __init__(self, url: str, *x: str, target: str = "head") -> None:
         self.started = time.monotonic()
         self.ended: float | None = None
-        self.process = start_cli(*x, "upgrade", "head", url=url)
+        self.process = start_cli(*x, "upgrade", target, url=url)
         self.lines: list[str] = []
         self.stdout = ""
         self._reader = threading.Thread(target=self._read, daemon=True)

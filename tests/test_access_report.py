@@ -5,6 +5,12 @@ Through the real command line in a copy of the project (``project`` and ``cli`` 
 tests/test_autogenerate.py), and in-process against real databases, where each
 prediction is checked against ``chatdb access``'s matrix of the database once the
 revision's SQL has run.
+
+The scenarios that need open policies (a policy that changes no cell because another
+already opens every row, a scoping that closes some cells only) start from head with
+004's open policies put back, in the database and in the code (OPEN_004, ``open_db``,
+``declare_in_project``): 049 dropped them, and the tests declare their starting point
+themselves instead of depending on which policies head has.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ import re
 
 import pytest
 from alembic.operations import ops
+from alembic.script import ScriptDirectory
 from sqlalchemy import Column, ForeignKey, MetaData, Table, Text
 from sqlalchemy.dialects.postgresql import UUID
 
 import models
 from chatdb.inspect import access
+from chatdb.project import alembic_config
 from chatdb.schema import access_report
 from chatdb.schema.autogen import chat_tables_of
 from models.entities import Grant, Policy
@@ -43,6 +51,34 @@ CUSTOMERS_OWN = "Customers see only their own conversations"
 SERVICE_MESSAGES = "Service role full access to messages"
 
 
+def policies_of_004() -> tuple[Policy, ...]:
+    """004's policies that revision 049 drops (049's POLICIES_OF_004: every one applies
+    to PUBLIC, USING (true) and/or WITH CHECK (true)), as the models declare a policy."""
+    revision = ScriptDirectory.from_config(alembic_config()).get_revision("049")
+    return tuple(
+        Policy(table, name, command, using, check)
+        for table, name, command, using, check in revision.module.POLICIES_OF_004
+    )
+
+
+# Head's objects, with 004's open policies beside head's own.
+OPEN_004 = edited(models.DECLARED, policies=models.DECLARED.policies + policies_of_004())
+
+
+@pytest.fixture
+def open_db(head_db):
+    """Plain PostgreSQL at head, with 004's open policies put back (OPEN_004)."""
+    apply(head_db, autogenerate(head_db.url, declared=OPEN_004))
+    return head_db
+
+
+def declare_in_project(project, *policies: Policy) -> None:
+    """Declare ``policies`` too in the project copy's models/policies.py."""
+    path = project / "models" / "policies.py"
+    added = "".join(f"    {policy!r},\n" for policy in policies)
+    path.write_text(f"{path.read_text()}\nPOLICIES += (\n{added})\n")
+
+
 def comment_block(source: str) -> list[str]:
     """The comment lines at the top of upgrade(), after Alembic's own first line, up to
     the first operation's comment."""
@@ -63,19 +99,18 @@ def log_lines(stderr: str) -> list[str]:
 # --------------------------------------------------------------------------- the CLI
 
 
-def test_a_natural_policy_round_trips_and_autogenerate_warns_it_changes_nothing(project, head_db):
+def test_a_natural_policy_round_trips_and_autogenerate_warns_it_changes_nothing(project, open_db):
     """The issue's example: a policy written naturally, while 004's USING (true) policy
-    still lets everyone read every conversation."""
-    url = head_db.url
+    (put back: see open_db) still lets everyone read every conversation."""
+    url = open_db.url
 
     def alembic(*args: str):
         return cli(project, ALEMBIC, *args, url=url)
 
-    replace_once(
-        project / "models" / "policies.py",
-        '    Policy(CONVERSATIONS, "Customers can view own conversations", "SELECT", "true"),\n',
-        '    Policy(CONVERSATIONS, "Customers can view own conversations", "SELECT", "true"),\n'
-        f'    Policy(CONVERSATIONS, "{CUSTOMERS_OWN}", "SELECT", "customer_id = auth.uid()::text"),\n',
+    declare_in_project(
+        project,
+        *policies_of_004(),
+        Policy("chat_conversations", CUSTOMERS_OWN, "SELECT", "customer_id = auth.uid()::text"),
     )
     before = versions(project)
     result = alembic("revision", "--autogenerate", "-m", CUSTOMERS_OWN)
@@ -106,18 +141,18 @@ def test_a_natural_policy_round_trips_and_autogenerate_warns_it_changes_nothing(
     # Applied, the catalog prints it its own way; check, drift and autogenerate agree.
     assert alembic("upgrade", "head").returncode == 0
     assert (
-        head_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s", (CUSTOMERS_OWN,))
+        open_db.scalar("SELECT qual FROM pg_policies WHERE policyname = %s", (CUSTOMERS_OWN,))
         == "(customer_id = (auth.uid())::text)"
     )
     check = alembic("check")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "No new upgrade operations detected." in check.stdout
-    dbname = head_db.conn.info.dbname
-    head_db.conn.execute(f"ALTER DATABASE {dbname} SET default_transaction_read_only = on")
+    dbname = open_db.conn.info.dbname
+    open_db.conn.execute(f"ALTER DATABASE {dbname} SET default_transaction_read_only = on")
     try:
         drift = cli(project, str(BIN / "chatdb"), "drift", url=url)
     finally:
-        head_db.conn.execute(f"ALTER DATABASE {dbname} RESET default_transaction_read_only")
+        open_db.conn.execute(f"ALTER DATABASE {dbname} RESET default_transaction_read_only")
     assert drift.returncode == 0, drift.stdout + drift.stderr
     assert drift.stdout.startswith("No drift:")
     before = versions(project)
@@ -129,14 +164,18 @@ def test_a_natural_policy_round_trips_and_autogenerate_warns_it_changes_nothing(
     assert log_lines(again.stderr) == []
 
 
-def test_scoping_a_policy_to_service_role_lists_the_cells_it_closes(project, head_db):
-    replace_once(
-        project / "models" / "policies.py",
-        f'    Policy(MESSAGES, "{SERVICE_MESSAGES}", "ALL", "true", "true"),\n',
-        f'    Policy(MESSAGES, "{SERVICE_MESSAGES}", "ALL", "true", "true", roles=("service_role",)),\n',
+def test_scoping_a_policy_to_service_role_lists_the_cells_it_closes(project, open_db):
+    """004's "Service role full access to messages" (ALL, true, for PUBLIC) scoped to
+    service_role: 004's other message policies keep every cell open but DELETE."""
+    declare_in_project(
+        project,
+        *(
+            dataclasses.replace(p, roles=("service_role",)) if p.name == SERVICE_MESSAGES else p
+            for p in policies_of_004()
+        ),
     )
     before = versions(project)
-    result = cli(project, ALEMBIC, "revision", "--autogenerate", "-m", "Scope", url=head_db.url)
+    result = cli(project, ALEMBIC, "revision", "--autogenerate", "-m", "Scope", url=open_db.url)
     assert result.returncode == 0, result.stderr
     source = new_revision_file(project, before).read_text()
     print(source)
@@ -156,8 +195,8 @@ def test_scoping_a_policy_to_service_role_lists_the_cells_it_closes(project, hea
     # The comment is at the top: before the revision's first statement.
     body = upgrade_body(source)
     assert body.index("# Access changes") < body.index("op.execute")
-    assert cli(project, ALEMBIC, "upgrade", "head", url=head_db.url).returncode == 0
-    cells = {(c.role, c.table, c.command): c.rows for c in matrix(head_db.url)}
+    assert cli(project, ALEMBIC, "upgrade", "head", url=open_db.url).returncode == 0
+    cells = {(c.role, c.table, c.command): c.rows for c in matrix(open_db.url)}
     assert cells[("anon", "chat_messages", "DELETE")] == access.NONE
 
 
@@ -233,22 +272,22 @@ def any_head_db(request):
     return request.getfixturevalue(request.param)
 
 
-def test_revoking_a_privilege_is_refused(head_db):
+def test_revoking_a_privilege_is_refused(open_db):
     declared = edited(
-        models.DECLARED,
+        OPEN_004,
         grants=tuple(
             Grant(g.table, g.role, ("SELECT", "INSERT", "UPDATE"))
             if (g.table, g.role) == ("chat_messages", "anon")
             else g
-            for g in models.DECLARED.grants
+            for g in OPEN_004.grants
         ),
     )
-    report, script, predicted = report_for(head_db.url, declared)
+    report, script, predicted = report_for(open_db.url, declared)
     assert report.changed == [
         "anon chat_messages DELETE: all -> refused (no DELETE privilege)",
     ]
-    apply(head_db, script)
-    assert_prediction_is_what_happens(head_db, predicted)
+    apply(open_db, script)
+    assert_prediction_is_what_happens(open_db, predicted)
 
 
 def test_a_privilege_public_still_holds_is_not_lost(head_db):
@@ -269,9 +308,9 @@ def test_a_privilege_public_still_holds_is_not_lost(head_db):
     assert_prediction_is_what_happens(head_db, predicted)
 
 
-def test_hardening_lists_every_cell_it_changes(head_db):
-    """Scoping the three service-role policies and revoking anon's UPDATE and DELETE."""
-    declared = models.DECLARED
+def test_hardening_lists_every_cell_it_changes(open_db):
+    """Scoping 004's three service-role policies and revoking anon's UPDATE and DELETE."""
+    declared = OPEN_004
     for name in (
         "Service role full access to conversations",
         SERVICE_MESSAGES,
@@ -285,7 +324,7 @@ def test_hardening_lists_every_cell_it_changes(head_db):
             for g in declared.grants
         ),
     )
-    report, script, predicted = report_for(head_db.url, declared)
+    report, script, predicted = report_for(open_db.url, declared)
     assert report.changed == [
         "anon chat_conversations UPDATE: all -> refused (no UPDATE privilege)",
         "anon chat_conversations DELETE: all -> refused (no DELETE privilege)",
@@ -315,8 +354,8 @@ def test_hardening_lists_every_cell_it_changes(head_db):
             '"Anyone can manage participants", "Anyone can view participants".'
         )
     ]
-    apply(head_db, script)
-    assert_prediction_is_what_happens(head_db, predicted)
+    apply(open_db, script)
+    assert_prediction_is_what_happens(open_db, predicted)
 
 
 @pytest.mark.parametrize(
@@ -362,12 +401,12 @@ def test_hardening_lists_every_cell_it_changes(head_db):
     ],
     ids=["dropped", "another role", "changed"],
 )
-def test_a_policy_change_that_changes_no_cell_is_a_warning(head_db, edit, warning):
-    report, script, predicted = report_for(head_db.url, edit(models.DECLARED))
+def test_a_policy_change_that_changes_no_cell_is_a_warning(open_db, edit, warning):
+    report, script, predicted = report_for(open_db.url, edit(OPEN_004))
     assert report.changed == []
     assert report.warnings == [warning]
-    apply(head_db, script)
-    assert_prediction_is_what_happens(head_db, predicted)
+    apply(open_db, script)
+    assert_prediction_is_what_happens(open_db, predicted)
 
 
 def test_a_natural_form_of_the_same_policy_changes_nothing_at_all(head_db):

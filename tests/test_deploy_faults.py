@@ -1,10 +1,11 @@
 """Issue 13: deploys that meet each other, wait, deadlock, or lose their server.
 
-Real servers and real ``alembic upgrade head`` processes, on a drifted
-chat_conversations forced onto the online path (``-x online=always``, a modest row
-count). The crash tests run on a cluster of this module's own (fsync on, so that a
-crash keeps every commit), stopped with ``pg_ctl stop -m immediate`` while a run is
-at a known point, then started again.
+Real servers and real ``alembic upgrade head`` processes (head read from the script
+directory), on a drifted chat_conversations forced onto the online path (``-x
+online=always``, a modest row count); one run stops at 008, whose backfill it crashes.
+The crash tests run on a cluster of this module's own (fsync on, so that a crash keeps
+every commit), stopped with ``pg_ctl stop -m immediate`` while a run is at a known
+point, then started again.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ GONE = (
     r"\((terminating connection due to (immediate shutdown|administrator) command|server "
     r"closed the connection unexpectedly)\)"
 )
+APPLIED = re.compile(r"Running upgrade \S* -> (\w+)")
 RERUN = (
     "re-run `alembic upgrade head` once the server is back; it finishes the job (or finds "
     "nothing to do)."
@@ -98,6 +100,17 @@ def repaired(db: Database, before: list[dict]) -> None:
     )
 
 
+def online_steps(deploy: Deploy) -> str:
+    """What pass 1 said it would do: "online: <n> step(s) on <tables>, before the run's
+    transaction" (one such line per run that takes the online path)."""
+    [line] = [
+        line.split("] ", 1)[1]
+        for line in deploy.lines
+        if re.search(r"online: \d+ step\(s\) on ", line)
+    ]
+    return line
+
+
 def backends(db: Database, where: str, params: tuple = ()) -> list[tuple]:
     return db.rows(
         "SELECT pid, state, backend_xmin, query FROM pg_stat_activity "
@@ -119,7 +132,10 @@ def test_six_deploys_at_once_on_a_large_table_all_succeed_with_one_reload(make_d
 
     alone = Deploy(single.url, *ONLINE)
     assert alone.finish() == 0, alone.log
-    assert "online: 4 step(s) on chat_conversations" in alone.log
+    online = online_steps(alone)
+    assert " on chat_conversations" in online, online
+    revisions = APPLIED.findall(alone.log)  # every revision after 004, up to head
+    assert revisions[-1] == HEAD
     idle = Deploy(single.url, *ONLINE)  # what a deploy that finds nothing to do costs
     assert idle.finish() == 0, idle.log
 
@@ -139,8 +155,9 @@ def test_six_deploys_at_once_on_a_large_table_all_succeed_with_one_reload(make_d
         listener.close()
 
     logs = [d.log for d in deploys]
-    assert sum("online: 4 step(s) on chat_conversations" in log for log in logs) == 1
-    assert sum("Running upgrade 004 -> 008" in log for log in logs) == 1
+    # One of them ran the online steps and applied the revisions, each once.
+    assert sum(online in log for log in logs) == 1
+    assert sorted(rev for log in logs for rev in APPLIED.findall(log)) == sorted(revisions)
     # They met: at least one queued behind another (how many depends on start-up times).
     assert any("Another deploy holds the migration lock" in log for log in logs)
     repaired(shared, before)
@@ -390,6 +407,9 @@ def test_the_server_crashes_during_the_transactional_path(crashable, crash_db):
 
 
 def test_the_server_crashes_during_the_online_backfill(crashable, crash_db):
+    """Pins the SQL history: the crash lands in 008's backfill, so the crashed run goes to
+    008 (past it, a revision's catalog step on chat_conversations would wait for the
+    locked row first); the re-run goes to head, as the failure says."""
     db = crash_db(customer_id="nullable")
     rows = conversation_rows(db.conn)
     nulls = [r["id"] for r in rows if r["customer_id"] is None]
@@ -397,7 +417,7 @@ def test_the_server_crashes_during_the_online_backfill(crashable, crash_db):
         locker.execute(
             "SELECT 1 FROM chat_conversations WHERE id = %s FOR UPDATE", (nulls[len(nulls) // 2],)
         )
-        deploy = Deploy(db.url, *ONLINE)
+        deploy = Deploy(db.url, *ONLINE, target="008")
         deploy.wait_for_line(r"backfill batch could not get its lock .*\(attempt 2 of")
         filled = db.scalar("SELECT count(*) FROM chat_conversations WHERE customer_id IS NOT NULL")
         crash(crashable)

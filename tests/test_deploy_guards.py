@@ -5,10 +5,21 @@ refuses."""
 
 import subprocess
 
+from alembic.script import ScriptDirectory
+
 from chatdb.local.server import bindir
+from chatdb.project import alembic_config
 from tests.deploying import dump
 from tests.pg import alembic_cli
 from tests.test_bad_input import failure_line
+
+SCRIPTS = ScriptDirectory.from_config(alembic_config())
+
+
+def downgrade_step(revision: str) -> str:
+    """The step that undoes ``revision``, as a run names it: ``downgrade 004 -> 000``
+    (the revision below read from the script directory)."""
+    return f"downgrade {revision} -> {SCRIPTS.get_revision(revision).down_revision or 'base'}"
 
 
 def add_chat_rows(db) -> None:
@@ -26,14 +37,19 @@ def add_chat_rows(db) -> None:
 
 
 def test_downgrade_refuses_to_drop_chat_rows_and_prints_the_counts(head_db):
+    """From head to base, in the order the run drops them. Pins the SQL history: which
+    revisions drop what (009's downgrade drops chat_messages.message_text, whose ''
+    default is a value in both messages; 014's drops website_name, NULL here, so not
+    listed; 004's the chat tables; 000's websites)."""
     add_chat_rows(head_db)
     before = dump(head_db.url)
     line = failure_line(alembic_cli("downgrade", "base", url=head_db.url))
     assert line == (
-        "FAILED: The run would drop 3 table(s) holding values: table chat_conversations, 1 row "
-        "(downgrade 004 -> 000); table chat_messages, 2 rows (downgrade 004 -> 000); table "
-        "websites, 1 row (downgrade 000 -> base); nothing was changed: back the data up, then "
-        "re-run with -x allow_data_loss=true to drop them."
+        "FAILED: The run would drop 4 table or column(s) holding values: column "
+        f"chat_messages.message_text, 2 values ({downgrade_step('009')}); table "
+        f"chat_conversations, 1 row ({downgrade_step('004')}); table chat_messages, 2 rows "
+        f"({downgrade_step('004')}); table websites, 1 row ({downgrade_step('000')}); nothing "
+        "was changed: back the data up, then re-run with -x allow_data_loss=true to drop them."
     )
     assert dump(head_db.url) == before
 
@@ -78,7 +94,7 @@ def test_base_refuses_to_drop_websites_that_000_made_and_that_hold_rows(head_db)
     line = failure_line(alembic_cli("downgrade", "base", url=head_db.url))
     assert line == (
         "FAILED: The run would drop 1 table(s) holding values: table websites, 1 row "
-        "(downgrade 000 -> base); nothing was changed: back the data up, then re-run with "
+        f"({downgrade_step('000')}); nothing was changed: back the data up, then re-run with "
         "-x allow_data_loss=true to drop them."
     )
     assert dump(head_db.url) == before

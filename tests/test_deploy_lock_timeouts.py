@@ -1,12 +1,20 @@
 """Issue 3 (2): a run never queues long behind live traffic; it retries, then names the blocker.
 
 The live traffic is a transaction the test holds open after reading chat_conversations
-(ACCESS SHARE): 008's ALTER TABLE needs ACCESS EXCLUSIVE and must wait for it.
+(ACCESS SHARE): 008's ALTER TABLE needs ACCESS EXCLUSIVE and must wait for it. At 004
+as the run finds it, 008 has nothing to do and takes no lock (each of its steps decides
+on the server), so the tests first make customer_id nullable: 008 must SET NOT NULL, the
+run's first statement that waits for the reader. The runs go to head, whatever it is.
 """
 
+from alembic.script import ScriptDirectory
+
+from chatdb.project import alembic_config
 from tests.deploying import blocking, dump, start_cli
 from tests.pg import alembic_cli
 from tests.test_bad_input import failure_line
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 LIVE_READ = "SELECT count(*) FROM chat_conversations"
 FAST = ["-x", "lock_timeout=100ms", "-x", "lock_retry_delay=50ms"]
@@ -16,7 +24,14 @@ def version(db) -> str:
     return db.scalar("SELECT version_num FROM alembic_version")
 
 
+def make_008_need_its_lock(db) -> None:
+    """customer_id nullable, as in a drifted table: 008 must SET NOT NULL, under an
+    ACCESS EXCLUSIVE lock on chat_conversations."""
+    db.conn.execute("ALTER TABLE chat_conversations ALTER COLUMN customer_id DROP NOT NULL")
+
+
 def test_blocked_run_retries_then_names_the_table_and_the_blocker(db_at_004):
+    make_008_need_its_lock(db_at_004)
     before = dump(db_at_004.url)
     with blocking(db_at_004.url, LIVE_READ) as live:
         result = alembic_cli(*FAST, "-x", "lock_retries=2", "upgrade", "head", url=db_at_004.url)
@@ -37,6 +52,7 @@ def test_blocked_run_retries_then_names_the_table_and_the_blocker(db_at_004):
 
 
 def test_a_retry_succeeds_once_the_blocker_lets_go(db_at_004):
+    make_008_need_its_lock(db_at_004)
     with blocking(db_at_004.url, LIVE_READ) as live:
         deploy = start_cli(*FAST, "-x", "lock_retries=50", "upgrade", "head", url=db_at_004.url)
         for line in deploy.stderr:
@@ -45,11 +61,12 @@ def test_a_retry_succeeds_once_the_blocker_lets_go(db_at_004):
         live.release()
         _, err = deploy.communicate(timeout=120)
     assert deploy.returncode == 0, err
-    assert version(db_at_004) == "008"
+    assert version(db_at_004) == HEAD
 
 
 def test_the_default_lock_timeout_ends_the_wait(db_at_004):
     """No -x lock_timeout: the run still gives up by itself (after 5 s) instead of queueing."""
+    make_008_need_its_lock(db_at_004)
     with blocking(db_at_004.url, LIVE_READ):
         result = alembic_cli("-x", "lock_retries=0", "upgrade", "head", url=db_at_004.url)
     assert "within lock_timeout=5s" in failure_line(result)
@@ -59,7 +76,7 @@ def test_the_default_lock_timeout_ends_the_wait(db_at_004):
 def make_backfill_run(db, body: str) -> None:
     """Give 008's backfill one row to update, through a trigger whose plpgsql is ``body``:
     the run executes it inside its transaction, with its session settings."""
-    db.conn.execute("ALTER TABLE chat_conversations ALTER COLUMN customer_id DROP NOT NULL")
+    make_008_need_its_lock(db)
     website = db.scalar("INSERT INTO websites DEFAULT VALUES RETURNING id")
     db.conn.execute("INSERT INTO chat_conversations (website_id) VALUES (%s)", (website,))
     db.conn.execute(

@@ -2,6 +2,12 @@
 revision 008 takes it: pass 1 runs its operations on the large table online, committed
 step by step, and pass 2 is the run's one transaction.
 
+Tests of 008's repair on that path (same result as the hand-run SQL, its formula, kills
+and failures mid-way, its index) run ``alembic upgrade 008`` (REPAIR) and check the spec
+of 004 and 008 (tests.catalog): they pin the SQL history, as each says. Tests of the
+path's behaviour (options, thresholds, a fresh database, the reload) run to head,
+whatever it is (read from the script directory).
+
 Real servers, real ``alembic`` processes. Tables are small (a few thousand rows) and
 the online path is forced with ``-x online=always`` and small first batches, so that
 kills land at known points: the test holds a lock the run must wait for, watches the
@@ -39,6 +45,8 @@ from tests.pg import Database, alembic_cli, migrate, run_sql_file
 ROWS = 2_000
 ALWAYS = ("-x", "online=always", "-x", "online_batch_size=97")
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+# The revision whose repair of customer_id the tests of the online path's result are about.
+REPAIR = "008"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -67,8 +75,9 @@ def make_db(server):
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def upgrade(db: Database, *x: str) -> subprocess.CompletedProcess:
-    result = alembic_cli(*x, "upgrade", "head", url=db.url)
+def upgrade(db: Database, target: str, *x: str) -> subprocess.CompletedProcess:
+    """``alembic *x upgrade <target>``, which must succeed."""
+    result = alembic_cli(*x, "upgrade", target, url=db.url)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -131,8 +140,9 @@ def expected_ids(rows_before: list[dict]) -> list[str]:
 
 
 def assert_repaired(db: Database, rows_before: list[dict]) -> None:
-    """At head, schema as the spec says, every row's customer_id by the formula."""
-    assert db.scalar("SELECT version_num FROM alembic_version") == HEAD
+    """At 008, schema as the spec of 004 and 008 says, every row's customer_id by the
+    formula, every other value as it was."""
+    assert db.scalar("SELECT version_num FROM alembic_version") == REPAIR
     assert catalog.spec_differences(catalog.snapshot(db.conn)) == []
     after = conversation_rows(db.conn)
     assert [r["customer_id"] for r in after] == expected_ids(rows_before)
@@ -229,9 +239,9 @@ def test_auto_goes_online_above_the_threshold_only(make_db):
     big, small = make_db(), make_db()
     assert (
         "chat_conversations: online path (estimated rows 2000, threshold 1000, -x online=auto)"
-        in upgrade(big, "-x", "online_threshold=1000").stderr
+        in upgrade(big, "head", "-x", "online_threshold=1000").stderr
     )
-    small_run = upgrade(small, "-x", "online_threshold=100000").stderr
+    small_run = upgrade(small, "head", "-x", "online_threshold=100000").stderr
     assert (
         "chat_conversations: transactional path (estimated rows 2000, threshold 100000, "
         "-x online=auto)" in small_run
@@ -239,13 +249,15 @@ def test_auto_goes_online_above_the_threshold_only(make_db):
     assert "online:" not in small_run
 
 
-def test_a_fresh_database_takes_no_online_path(empty_db):
+def test_a_fresh_database_takes_no_online_path(empty_db, head_db):
     """Every table is created by the run itself: empty, nothing to do online, even
-    with -x online=always; the whole run is one transaction."""
-    result = upgrade(empty_db, "-x", "online=always")
+    with -x online=always; the whole run is one transaction, and it builds what a run
+    to head builds without the option (head_db, on the same server)."""
+    result = upgrade(empty_db, "head", "-x", "online=always")
     assert " path (estimated rows" not in result.stderr
     assert "online:" not in result.stderr
-    assert catalog.spec_differences(catalog.snapshot(empty_db.conn)) == []
+    assert empty_db.scalar("SELECT version_num FROM alembic_version") == HEAD
+    assert catalog.snapshot(empty_db.conn) == catalog.snapshot(head_db.conn)
 
 
 def test_offline_sql_cannot_take_the_online_path():
@@ -259,11 +271,12 @@ def test_offline_sql_cannot_take_the_online_path():
 
 @pytest.mark.parametrize("drift", ["missing", "nullable"])
 def test_online_path_leaves_what_the_transactional_path_and_the_hand_run_sql_leave(make_db, drift):
+    """Pins the SQL history: 008 on either path against its hand-run file, at 008."""
     dbs = {arm: make_db(customer_id=drift) for arm in ("original", "never", "always")}
     before = conversation_rows(dbs["never"].conn)
     run_sql_file(dbs["original"].url, "original_008_fix_customer_id.sql")
-    upgrade(dbs["never"], "-x", "online=never")
-    assert "chat_conversations: online path" in upgrade(dbs["always"], *ALWAYS).stderr
+    upgrade(dbs["never"], REPAIR, "-x", "online=never")
+    assert "chat_conversations: online path" in upgrade(dbs["always"], REPAIR, *ALWAYS).stderr
 
     snapshots = {arm: catalog.snapshot(db.conn) for arm, db in dbs.items()}
     assert snapshots["always"] == snapshots["never"] == snapshots["original"]
@@ -274,10 +287,12 @@ def test_online_path_leaves_what_the_transactional_path_and_the_hand_run_sql_lea
 
 
 def test_without_customer_phone_both_paths_use_the_formula_without_it(make_db):
+    """Pins the SQL history: 008's formula without the phone term, at 008 (009 indexes
+    customer_phone, so a run past 008 needs the column)."""
     dbs = {arm: make_db(customer_id="missing", phone=False) for arm in ("never", "always")}
     before = conversation_rows(dbs["never"].conn)
     for arm, db in dbs.items():
-        upgrade(db, "-x", f"online={arm}", "-x", "online_batch_size=97")
+        upgrade(db, REPAIR, "-x", f"online={arm}", "-x", "online_batch_size=97")
     assert conversation_rows(dbs["always"].conn) == conversation_rows(dbs["never"].conn)
     assert catalog.snapshot(dbs["always"].conn) == catalog.snapshot(dbs["never"].conn)
     customer_ids = [r["customer_id"] for r in conversation_rows(dbs["always"].conn)]
@@ -289,6 +304,7 @@ def test_without_customer_phone_both_paths_use_the_formula_without_it(make_db):
 
 
 def test_killed_during_the_backfill_a_rerun_finishes_it(make_db):
+    """Pins the SQL history: 008's backfill, killed and re-run, at 008."""
     db = make_db(customer_id="nullable")
     before = conversation_rows(db.conn)
     null_ids = [r["id"] for r in before if r["customer_id"] is None]
@@ -296,7 +312,7 @@ def test_killed_during_the_backfill_a_rerun_finishes_it(make_db):
 
     with psycopg.connect(db.url) as locker:
         locker.execute("SELECT 1 FROM chat_conversations WHERE id = %s FOR UPDATE", (locked,))
-        deploy = Deploy(db.url, *ALWAYS)
+        deploy = Deploy(db.url, *ALWAYS, target=REPAIR)
         # Progress stops on the batch that holds the locked row: it waits under the short
         # lock_timeout, again and again.
         deploy.wait_for_line(r"backfill batch could not get its lock .*\(attempt 2 of")
@@ -306,15 +322,16 @@ def test_killed_during_the_backfill_a_rerun_finishes_it(make_db):
     interrupted = state(db)
     assert interrupted["version"] == "004" and interrupted["not_null"] is False
     assert 0 < interrupted["nulls"] < len(null_ids)
-    upgrade(db, *ALWAYS)
+    upgrade(db, REPAIR, *ALWAYS)
     assert_repaired(db, before)
 
 
 def test_killed_during_the_concurrent_index_build_a_rerun_rebuilds_it(make_db):
+    """Pins the SQL history: 008's index, killed mid-build and rebuilt, at 008."""
     db = make_db()
     before = conversation_rows(db.conn)
     with open_snapshot(db) as snapshot_holder:
-        deploy = Deploy(db.url, *ALWAYS)
+        deploy = Deploy(db.url, *ALWAYS, target=REPAIR)
         wait_until(
             db,
             "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
@@ -331,7 +348,7 @@ def test_killed_during_the_concurrent_index_build_a_rerun_rebuilds_it(make_db):
         "SELECT convalidated FROM pg_constraint WHERE conname = 'chat_conversations_customer_id_not_null'"
     )
 
-    result = upgrade(db, *ALWAYS)
+    result = upgrade(db, REPAIR, *ALWAYS)
     assert "is INVALID (an interrupted concurrent build); dropping and building it again" in (
         result.stderr
     )
@@ -339,6 +356,7 @@ def test_killed_during_the_concurrent_index_build_a_rerun_rebuilds_it(make_db):
 
 
 def test_an_error_fails_the_run_keeps_the_committed_batches_and_a_rerun_finishes(make_db):
+    """Pins the SQL history: 008's backfill fails on a row, then finishes, at 008."""
     db = make_db(customer_id="nullable")
     before = conversation_rows(db.conn)
     null_ids = [r["id"] for r in before if r["customer_id"] is None]
@@ -354,7 +372,7 @@ def test_an_error_fails_the_run_keeps_the_committed_batches_and_a_rerun_finishes
         "FOR EACH ROW EXECUTE FUNCTION refuse_one()"
     )
 
-    result = alembic_cli(*ALWAYS, "upgrade", "head", url=db.url)
+    result = alembic_cli(*ALWAYS, "upgrade", REPAIR, url=db.url)
     assert result.returncode != 0
     assert result.stdout.strip() == (
         "FAILED: Migration step (online, before the run's transaction) failed: at "
@@ -368,26 +386,28 @@ def test_an_error_fails_the_run_keeps_the_committed_batches_and_a_rerun_finishes
 
     db.conn.execute("DROP TRIGGER refuse_one ON chat_conversations")
     db.conn.execute("DROP FUNCTION refuse_one()")
-    upgrade(db, *ALWAYS)
+    upgrade(db, REPAIR, *ALWAYS)
     assert_repaired(db, before)
 
 
 @pytest.mark.parametrize("mode", ["never", "always"])
 def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(make_db, mode):
+    """Pins the SQL history: 008's index, found INVALID, is rebuilt on either path, at 008."""
     db = make_db(customer_id="nullable")
     before = conversation_rows(db.conn)
     make_invalid_index(db)
-    upgrade(db, "-x", f"online={mode}")
+    upgrade(db, REPAIR, "-x", f"online={mode}")
     assert state(db)["index_valid"] is True
     assert_repaired(db, before)
 
 
 def test_add_column_waits_under_a_short_lock_timeout_and_retries(make_db):
+    """Pins the SQL history: 008's ADD COLUMN customer_id waits and retries, at 008."""
     db = make_db()
     before = conversation_rows(db.conn)
     with psycopg.connect(db.url) as reader:
         reader.execute("LOCK TABLE chat_conversations IN ACCESS SHARE MODE")
-        deploy = Deploy(db.url, *ALWAYS)
+        deploy = Deploy(db.url, *ALWAYS, target=REPAIR)
         deploy.wait_for_line(
             r"online: add column customer_id \(catalog only\) could not get its lock within "
             r"50 ms \(attempt 2 of 60\); retrying in 0.10 s$"

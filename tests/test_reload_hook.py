@@ -4,6 +4,7 @@ import pytest
 from alembic.util import CommandError
 
 from chatdb.deploy.reload import ReloadHook, notify_statement, quote_channel
+from tests.deploying import dump
 from tests.pg import alembic_cli, listening, migrate
 
 RELOAD = ("pgrst", "reload schema")
@@ -70,9 +71,12 @@ def test_downgrade_sends_one_reload(head_db):
 
 
 def test_failed_run_sends_nothing_and_changes_nothing(empty_db):
-    """000 and 004 succeed, 008's backfill fails: no notification, nothing left behind."""
+    """000 and 004 succeed, 008's backfill fails: no notification, nothing left behind.
+    The conversation's website exists: revision c001 (below 004) refuses orphans."""
     empty_db.conn.execute(
         """
+        CREATE TABLE websites (id uuid PRIMARY KEY, user_id uuid);
+        INSERT INTO websites (id) VALUES ('00000000-0000-0000-0000-000000000002');
         CREATE TABLE chat_conversations (
           id uuid PRIMARY KEY, order_id uuid, website_id uuid NOT NULL,
           customer_phone text, status text, updated_at timestamptz);
@@ -84,14 +88,15 @@ def test_failed_run_sends_nothing_and_changes_nothing(empty_db):
           FOR EACH ROW EXECUTE FUNCTION refuse();
         """
     )
+    before = dump(empty_db.url)
     with listening(empty_db.url) as postgrest:
         result = alembic_cli("upgrade", "head", url=empty_db.url)
         assert result.returncode != 0
         assert postgrest.received() == []
     assert "updates refused by test" in result.stdout
     assert empty_db.scalar("SELECT to_regclass('alembic_version')::text") is None
-    assert empty_db.scalar("SELECT to_regclass('websites')::text") is None
     assert empty_db.scalar("SELECT to_regclass('chat_messages')::text") is None
+    assert dump(empty_db.url) == before
 
 
 def test_channel_option_is_honoured(empty_db):

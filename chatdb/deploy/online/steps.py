@@ -163,7 +163,7 @@ class SetDefault(Step):
     def run(self, ex: Executor, options: OnlineOptions) -> None:
         ex.catalog(
             self.describe(),
-            f"ALTER TABLE {qualified(self.table)} ALTER COLUMN {self.column} "
+            RERUNNABLE + f"ALTER TABLE {qualified(self.table)} ALTER COLUMN {self.column} "
             f"SET DEFAULT {self.default}",
         )
 
