@@ -66,10 +66,12 @@ def run_migrations_online() -> None:
             **{**common_options, "on_version_apply": hook.on_version_apply},
             **run.context_options(),
         )
+        run.attach(context)
         with context.begin_transaction():
+            run.lock_tables()  # the tables it works on, without making clients queue long
             context.run_migrations()
+            hook.send_if_applied(context)  # delivered at commit, never on a rollback
             run.before_commit()
-            hook.send_if_applied(context)
 
     runtime.run_online(config.attributes, x_args, attempt)
     config.attributes["reload_hook"].report_sent()

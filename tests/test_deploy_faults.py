@@ -267,36 +267,40 @@ def test_a_deadlock_fails_the_run_once_naming_both_sides(make_db):
 
 
 def test_a_deadlock_in_the_runs_transaction_names_both_sides(make_db):
-    """The transactional path: the run has read alembic_version and waits to alter
-    chat_conversations, which a client reads; the client then asks to lock
-    alembic_version. PostgreSQL cancels the run's statement; the run says who with."""
+    """The transactional path: the run locks its tables first, so the one wait left
+    in its transaction is on rows it does not own; here the version row, which a
+    client has updated. The client then reads chat_conversations, which the run holds:
+    a deadlock. PostgreSQL cancels the run's statement; the run says who with, and
+    which statement of which revision it was running (a batch that fails is replayed
+    one statement at a time to name it)."""
     db = make_db()
-    db.conn.execute(f"ALTER DATABASE \"{db.url.rsplit('/', 1)[1]}\" SET deadlock_timeout = '3s'")
+    db.conn.execute(f"ALTER DATABASE \"{db.url.rsplit('/', 1)[1]}\" SET deadlock_timeout = '1s'")
     before = dump(db.url)
     with psycopg.connect(db.url, application_name="test client") as client:
         client_pid = client.info.backend_pid
         client.execute("SET deadlock_timeout = '10min'")
-        client.execute("SELECT count(*) FROM chat_conversations")
+        client.execute("UPDATE alembic_version SET version_num = version_num")
         deploy = Deploy(db.url, "-x", "online=never", "-x", "lock_retries=0")
         run_pid = wait_until(
             lambda: db.scalar(
                 "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                 "WHERE NOT l.granted AND a.application_name = 'chatdb migrate' "
-                "AND l.relation = 'chat_conversations'::regclass"
+                "AND l.locktype = 'transactionid'"
             ),
-            "the run's transaction waits for chat_conversations",
+            "the run's transaction waits for the client's version row",
         )
-        client.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        client.execute("SELECT count(*) FROM chat_conversations")
         assert deploy.finish() != 0
         client.rollback()
     line = deploy.failure
     assert re.fullmatch(
         r"FAILED: Migration step \(upgrade 004 -> 008\) deadlocked with process "
         rf"{client_pid} \(application 'test client', (active|idle in transaction), query: "
-        r"LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE\), while this run \(process "
-        rf"{run_pid}\) ran: ALTER TABLE public\.chat_conversations ADD COLUMN IF NOT EXISTS "
-        r"customer_id TEXT; PostgreSQL cancelled this run's statement; the run was rolled back "
-        r"and the database is as it was: end or wait out that transaction, then re-run\.",
+        r"SELECT count\(\*\) FROM chat_conversations\), while this run \(process "
+        rf"{run_pid}\) ran: UPDATE alembic_version SET version_num='008' WHERE "
+        r"alembic_version\.version_num = '004'; PostgreSQL cancelled this run's statement; "
+        r"the run was rolled back and the database is as it was: end or wait out that "
+        r"transaction, then re-run\.",
         line,
     ), line
     print(line)
@@ -395,7 +399,9 @@ def test_the_server_crashes_during_the_transactional_path(crashable, crash_db):
         assert deploy.finish() != 0
     crashable.start()
     assert re.fullmatch(
-        r"FAILED: The server went away in the run's transaction \(upgrade 004 -> 008\) "
+        # The run's transaction locks its tables first: it is there that it waits.
+        r"FAILED: The server went away in the run's transaction \(locking "
+        r"public\.chat_conversations, public\.chat_messages\) "
         rf"{GONE}; the transaction was rolled back, so nothing of it was kept: " + re.escape(RERUN),
         deploy.failure,
     ), deploy.failure

@@ -36,8 +36,8 @@ def test_blocked_run_retries_then_names_the_table_and_the_blocker(db_at_004):
     with blocking(db_at_004.url, LIVE_READ) as live:
         result = alembic_cli(*FAST, "-x", "lock_retries=2", "upgrade", "head", url=db_at_004.url)
         assert failure_line(result) == (
-            "FAILED: Migration step (upgrade 004 -> 008) could not lock table "
-            "public.chat_conversations within lock_timeout=100ms: process "
+            "FAILED: Migration step (locking public.chat_conversations, public.chat_messages) "
+            "could not lock table public.chat_conversations within lock_timeout=100ms: process "
             f"{live.pid} (application 'test blocker', idle in transaction, query: {LIVE_READ}) "
             "holds it (gave up after 3 attempt(s)); the run was rolled back and the database "
             "is as it was: end or wait out that transaction and re-run, or raise "

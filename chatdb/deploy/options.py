@@ -30,7 +30,7 @@ KNOWN: dict[str, str] = {
     "pgrst_reload": "send the PostgREST reload NOTIFY (true)",
     "online": "online path for large tables: auto, always or never (auto)",
     "online_threshold": "estimated rows from which a table takes the online path (5000)",
-    "online_batch_ms": "target duration of one backfill batch (25ms)",
+    "online_batch_ms": "target duration of one backfill batch (40ms)",
     "online_batch_size": "rows of the first backfill batch (1000)",
     "online_batch_pause_ms": "pause between backfill batches, in milliseconds (0)",
 }

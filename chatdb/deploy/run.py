@@ -24,16 +24,19 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from chatdb.deploy import data_loss, options, session, widening
+from chatdb.deploy import batching, data_loss, locking, options, session, widening
 from chatdb.deploy.online import prepare
 from chatdb.deploy.online.executor import Executor, OnlineStepFailed
 from chatdb.deploy.online.settings import OnlineOptions
 from chatdb.deploy.online.state import DEPLOY, PLAN, RunState
+from chatdb.deploy.online.steps import qualified
 from chatdb.failures import first_line
 
 log = logging.getLogger("chatdb.deploy.run")
 
 CHANGING_COMMANDS = ("upgrade", "downgrade")
+# One attempt at the run's table locks waits this long (see Run.lock_tables).
+LOCK_ATTEMPT_MS = 50
 
 
 class Run:
@@ -46,9 +49,13 @@ class Run:
         *,
         plan: Any = None,
         current_step: Callable[[], str | None] = lambda: None,
+        set_step: Callable[[str | None], None] = lambda step: None,
         open_watcher: Callable[[], Any] | None = None,
     ) -> None:
         self.connection = connection
+        self.deploy_options = locking.DeployOptions.from_x(x_args)
+        self.current_step, self.set_step = current_step, set_step
+        self.batch: batching.StatementBatch | None = None
         self.plan = plan
         self.online = RunState(connection, OnlineOptions.from_x(x_args), plan_only=plan is not None)
         self.data_loss = data_loss.Recorder(options.flag(x_args, data_loss.OVERRIDE), current_step)
@@ -87,7 +94,7 @@ class Run:
                 return
             self.stage = "online"
             try:
-                prepare.run(steps, self.online, self.executor)
+                prepare.run_rounds(env_context, steps, self.online, self.executor)
             except OnlineStepFailed as exc:
                 raise OnlineStepFailed(online_failure(str(exc))) from None
             except DBAPIError as exc:
@@ -102,13 +109,83 @@ class Run:
         self.stage = "transaction"
         self._transaction_started = time.perf_counter()
 
+    def lock_tables(self) -> None:
+        """First in the run's transaction: lock every existing table its revisions work
+        on, in ACCESS EXCLUSIVE mode, before any of their statements.
+
+        Each attempt waits at most LOCK_ATTEMPT_MS, so that the clients that queue behind
+        a waiting lock wait no longer than that; attempts go on until the run's
+        lock_timeout has passed, then the lock timeout fails the attempt as any other
+        would (the run retries it whole, -x lock_retries). While an attempt waits,
+        deadlock_timeout is low, so that an autovacuum holding the table (a large
+        backfill makes one start) is cancelled at once instead of after a second
+        (best effort: changing it needs a superuser, or GRANT SET). Once the locks are
+        held, the run's statements never wait, and its transaction is short."""
+        if not self.active or self.online is None:
+            return
+        tables = [t for t in self.online.estimates if self.online.estimate(t) is not None]
+        if not tables:
+            return
+        names = ", ".join(qualified(t) for t in tables)
+        self.set_step(f"locking {names}")
+        budget = self.deploy_options.lock_timeout.seconds or float("inf")
+        started = time.monotonic()
+        conn = self.connection
+        session.send(
+            conn,
+            "DO $$ BEGIN PERFORM set_config('deadlock_timeout', '10ms', true); "
+            "EXCEPTION WHEN OTHERS THEN NULL; END $$",
+        )
+        session.send(conn, f"SELECT set_config('lock_timeout', '{LOCK_ATTEMPT_MS}ms', true)")
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                session.send(
+                    conn,
+                    f"SAVEPOINT chatdb_lock; LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE; "
+                    "RELEASE SAVEPOINT chatdb_lock",
+                )
+                break
+            except DBAPIError as exc:
+                code = getattr(exc.orig, "pgcode", None)
+                if code != "55P03" or time.monotonic() - started >= budget:
+                    raise
+                session.send(conn, "ROLLBACK TO SAVEPOINT chatdb_lock")
+                time.sleep(min(0.5, 0.01 * 2 ** min(attempt, 6)))
+        session.send(
+            conn,
+            f"SET LOCAL lock_timeout = {self.deploy_options.lock_timeout.sql}; "
+            "DO $$ BEGIN SET LOCAL deadlock_timeout TO DEFAULT; "
+            "EXCEPTION WHEN OTHERS THEN NULL; END $$",
+        )
+        if attempt > 1:
+            log.info("%s locked after %d attempt(s) of %d ms", names, attempt, LOCK_ATTEMPT_MS)
+        self.set_step(None)
+        self._transaction_started = time.perf_counter()
+
+    def attach(self, env_context: Any) -> None:
+        """After ``context.configure``: the run's transaction sends the revisions'
+        statements in batches (chatdb.deploy.batching)."""
+        if not self.active or env_context.is_offline_mode():
+            return
+        self.batch = batching.StatementBatch(self.connection, self.current_step, self.set_step)
+        batching.attach(env_context.get_context(), self.batch)
+
+    def close(self) -> None:
+        if self.batch is not None:
+            self.batch.close()
+
     # ------------------------------------------------------------------ before commit
 
     def before_commit(self) -> None:
-        """Inside the transaction, last: refuse a run that drops values or widens
-        access (unless allowed); for chatdb plan, report and roll back."""
+        """Inside the transaction, last: send what is batched, then refuse a run that
+        drops values or widens access (unless allowed); for chatdb plan, report and roll
+        back."""
         if not self.active:
             return
+        if self.batch is not None:
+            self.batch.send()
         if self.plan is not None:
             self.plan.after(self)
         self.data_loss.check()
@@ -117,8 +194,10 @@ class Run:
             self.plan.succeeded(self)
         self.stage = "commit"
         log.info(
-            "the run's transaction reached its commit in %.3f s (its locks are held until then)",
+            "the run's transaction reached its commit in %.3f s (its locks are held until "
+            "then; %d round trips saved by batching)",
             time.perf_counter() - self._transaction_started,
+            self.batch.round_trips_saved if self.batch else 0,
         )
 
 

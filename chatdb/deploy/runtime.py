@@ -119,10 +119,14 @@ def run_online(
             x_args,
             plan=attributes.get("plan"),
             current_step=lambda: running.step,
+            set_step=lambda step: setattr(running, "step", step),
             open_watcher=lambda: _watcher(url),
         )
         runs.append(run)
-        return attempt(connection, run)
+        try:
+            return attempt(connection, run)
+        finally:
+            run.close()
 
     with connected(target) as connection, running.watching():
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -88,3 +89,9 @@ def setting(connection: Connection, name: str, value: str) -> Iterator[None]:
         yield
     finally:
         quietly(lambda: connection.execute(text(f"SET {name} = {literal(saved)}")), name)
+
+
+def send(connection: Connection, sql: str) -> Any:
+    """Send ``sql`` (one statement or several) as written, without a parameter
+    collection, so that a ``%`` in it (LIKE 'a%') is not taken for a placeholder."""
+    return connection.exec_driver_sql(sql, execution_options={"no_parameters": True})

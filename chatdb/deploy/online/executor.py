@@ -105,17 +105,26 @@ class Executor:
         lock_timeout; a lock timeout is retried. Sent as one query string, which
         PostgreSQL runs as one transaction (the connection is in autocommit mode)."""
         with self.doing(what):
-            self.retrying(what, lambda: self.connection.exec_driver_sql(";\n".join(statements)))
+            self.retrying(what, lambda: session.send(self.connection, ";\n".join(statements)))
 
     def retrying(self, what: str, action: Callable[[], Any]) -> Any:
         """Run ``action`` under the short lock_timeout; on a lock timeout wait and try
         again, LOCK_ATTEMPTS times, then let the last error fail the run."""
+        with self.short_locks():
+            return self.retry_locks(what, action)
+
+    def short_locks(self) -> Any:
+        """The session's lock_timeout is the short one inside the block (a loop of many
+        statements sets it once)."""
+        return session.setting(self.connection, "lock_timeout", f"{LOCK_TIMEOUT_MS}ms")
+
+    def retry_locks(self, what: str, action: Callable[[], Any]) -> Any:
+        """:meth:`retrying`, for a caller that has set the short lock_timeout itself."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                with session.setting(self.connection, "lock_timeout", f"{LOCK_TIMEOUT_MS}ms"):
-                    return self.guarded(action)
+                return self.guarded(action)
             except DBAPIError as exc:
                 if _code(exc) != LOCK_NOT_AVAILABLE or attempt >= LOCK_ATTEMPTS:
                     raise
@@ -138,9 +147,12 @@ class Executor:
             self.doing(what),
             session.setting(self.connection, "statement_timeout", "0"),
             session.setting(self.connection, "lock_timeout", "0"),
+            # One core for the build: parallel workers would take the cores the live
+            # clients run on (a 2-core database answers them late while the build runs).
+            session.setting(self.connection, "max_parallel_maintenance_workers", "0"),
             self._watching(what),
         ):
-            self.guarded(lambda: self.connection.exec_driver_sql(sql))
+            self.guarded(lambda: session.send(self.connection, sql))
 
     def guarded(self, action: Callable[[], Any]) -> Any:
         """Run ``action``; a deadlock becomes one sentence naming both sides."""

@@ -91,6 +91,23 @@ def run(steps: list[Step], state: RunState, executor: Executor) -> None:
         ", ".join(dict.fromkeys(s.table for s in steps)),
     )
     for step in steps:
+        if step.key in state.executed:
+            continue
         with executor.timed(f"{step.table}: {step.describe()}"):
             step.run(executor, state.options)
         state.executed.add(step.key)
+
+
+ROUNDS = 3
+
+
+def run_rounds(env_context: Any, steps: list[Step], state: RunState, executor: Executor) -> None:
+    """Pass 1, then again for the tables that grew past the threshold while it ran (a
+    table the run found small would otherwise be backfilled and indexed inside the run's
+    transaction, holding its locks), at most ROUNDS times in all."""
+    run(steps, state, executor)
+    for _ in range(ROUNDS - 1):
+        if not state.redecide():
+            return
+        more = [step for step in collect(env_context, state) if step.key not in state.executed]
+        run(more, state, executor)

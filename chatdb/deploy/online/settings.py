@@ -15,8 +15,9 @@ MODES = ("auto", "always", "never")
 DEFAULT_THRESHOLD = 5_000
 # A backfill batch holds the row locks of its rows until it commits: a client writing
 # one of them waits for the batch. Batches are sized from their measured duration to
-# take about this long.
-DEFAULT_BATCH_MS = 25
+# take about this long: well under the 100 ms a client may wait, long enough that a
+# batch's fixed costs (its round trip, its commit) are a small part of it.
+DEFAULT_BATCH_MS = 40
 DEFAULT_FIRST_BATCH = 1_000
 MIN_BATCH, MAX_BATCH = 100, 100_000
 

@@ -45,28 +45,64 @@ class RunState:
 
     def online(self, table: str) -> bool:
         """True when ``table`` existed before the run and takes the online path: its
-        estimated rows (pg_class.reltuples, kept by VACUUM, ANALYZE and autovacuum)
-        reach the threshold, or ``-x online=always``. Decided once per run and table."""
+        estimated rows reach the threshold, or ``-x online=always``. Decided once per
+        table, and again by :meth:`redecide` after pass 1 for a table that was small."""
         if table not in self._online:
-            estimate = self.connection.execute(
-                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
-                {"t": qualified(table)},
-            ).scalar()
+            estimate = self.estimate(table)
             if estimate is None:  # created by this run: empty, nothing to do online
                 self._online[table] = False
             else:
-                estimate = max(float(estimate), 0.0)
                 self.estimates[table] = estimate
                 self._online[table] = self.options.takes_online_path(estimate)
-                log.info(
-                    "%s: %s path (estimated rows %d, threshold %d, -x online=%s)",
-                    table,
-                    "online" if self._online[table] else "transactional",
-                    estimate,
-                    self.options.threshold,
-                    self.options.mode,
-                )
+                self._say(table)
         return self._online[table]
+
+    def estimate(self, table: str) -> float | None:
+        """PostgreSQL's estimate of the table's rows (pg_class.reltuples, kept by VACUUM,
+        ANALYZE and autovacuum); below the threshold, the rows counted up to it (a table
+        never analysed has no estimate, and one that just filled up has an old one).
+        None when the table does not exist."""
+        estimate = self.connection.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
+            {"t": qualified(table)},
+        ).scalar()
+        if estimate is None:
+            return None
+        estimate = max(float(estimate), 0.0)
+        if estimate < self.options.threshold and self.options.mode == "auto":
+            counted = self.connection.execute(
+                text(f"SELECT count(*) FROM (SELECT 1 FROM {qualified(table)} LIMIT :n) s"),
+                {"n": self.options.threshold},
+            ).scalar()
+            estimate = max(estimate, float(counted))
+        return estimate
+
+    def redecide(self) -> list[str]:
+        """After pass 1 (which can take minutes on a large table), the tables that were
+        small and have grown past the threshold meanwhile (live traffic writes on): they
+        take the online path too, in another round of pass 1. Returns them."""
+        grown = []
+        for table, online in list(self._online.items()):
+            if online or table not in self.estimates:
+                continue
+            estimate = self.estimate(table)
+            if estimate is not None and self.options.takes_online_path(estimate):
+                self.estimates[table] = estimate
+                self._online[table] = True
+                self._say(table, "has grown during the run: ")
+                grown.append(table)
+        return grown
+
+    def _say(self, table: str, why: str = "") -> None:
+        log.info(
+            "%s: %s%s path (estimated rows %d, threshold %d, -x online=%s)",
+            table,
+            why,
+            "online" if self._online[table] else "transactional",
+            self.estimates[table],
+            self.options.threshold,
+            self.options.mode,
+        )
 
     def has_column(self, table: str, column: str) -> bool:
         """The column exists before the run, or an online step collected so far adds it."""

@@ -227,7 +227,7 @@ class BackfillGroup(Step):
         after = None
         # Batches walk the primary key (an index range each), whatever the rows hold;
         # without seqscan the planner joins each batch to the table through the key.
-        with session.setting(ex.connection, "enable_seqscan", "off"):
+        with session.setting(ex.connection, "enable_seqscan", "off"), ex.short_locks():
             while True:
                 bound = "" if after is None else "WHERE c.id > CAST(:after AS uuid) "
                 sql = text(
@@ -240,7 +240,7 @@ class BackfillGroup(Step):
                 )
                 params = {"after": after, "size": stats.size}
                 started = time.perf_counter()
-                last, walked, updated = ex.retrying(
+                last, walked, updated = ex.retry_locks(
                     "backfill batch",
                     lambda sql=sql, params=params: ex.connection.execute(sql, params).one(),
                 )
@@ -250,7 +250,7 @@ class BackfillGroup(Step):
                 after = last
                 if options.pause_ms:
                     ex.sleep(options.pause_ms / 1000)
-        log.info("online: %s: %s", self.describe(), stats.summary())
+        log.info("online: %s: %s: %s", self.table, self.describe(), stats.summary())
 
     def _assignments(self, ex: Executor) -> tuple[str, list[str]]:
         """The SET list, each column assigned only where its own condition holds, and
@@ -312,8 +312,11 @@ def install_fill_trigger(ex: Executor, table: str, column: str, expression: str)
         f"LANGUAGE plpgsql AS $chatdb$ BEGIN IF NEW.{column} IS NULL THEN "
         f"NEW.{column} := (SELECT {expression} FROM (SELECT NEW.*) AS row_); "
         "END IF; RETURN NEW; END $chatdb$",
+        # WHEN keeps the function from being called at all for a row that has a value:
+        # every row the backfill itself writes.
         f"CREATE OR REPLACE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON "
-        f"{qualified(table)} FOR EACH ROW EXECUTE FUNCTION {qualified(function)}()",
+        f"{qualified(table)} FOR EACH ROW WHEN (NEW.{column} IS NULL) "
+        f"EXECUTE FUNCTION {qualified(function)}()",
     )
 
 
