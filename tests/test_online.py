@@ -214,7 +214,9 @@ def test_the_names_of_the_008_only_release_are_aliases():
         "online_batch_size": "9",
         "online_batch_pause_ms": "2",
     }
-    assert OnlineOptions.from_x(options.canonical(old)) == OnlineOptions("never", 7, DEFAULT_BATCH_MS, 9, 2)
+    assert OnlineOptions.from_x(options.canonical(old)) == OnlineOptions(
+        "never", 7, DEFAULT_BATCH_MS, 9, 2
+    )
     with pytest.raises(CommandError, match="-x online='always' contradicts -x online='never'"):
         options.canonical({"online_008": "never", "online": "always"})
 
