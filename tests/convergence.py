@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests import shapes
+from tests import shapes, warm
 from tests.contract import CONTRACT, outcome, seed, show
 from tests.pg import ROOT, run_sql_file
 
@@ -40,15 +40,7 @@ def chatdb_run(*args: str, url: str, timeout: float = 180) -> subprocess.Complet
     """The real ``chatdb`` command line against ``url``."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
     env["DATABASE_URL"] = url
-    return subprocess.run(
-        [CHATDB, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return warm.run([CHATDB, *args], cwd=ROOT, env=env, timeout=timeout)
 
 
 def drift_sections(report: str) -> dict[str, list[str]]:

@@ -23,6 +23,7 @@ import psycopg
 
 from chatdb.deploy.locking import LOCK_KEY
 from chatdb.local.server import bindir
+from tests import warm
 from tests.pg import ALEMBIC, ROOT
 
 # A deploy waiting for the migration lock polls pg_try_advisory_lock in autocommit (it
@@ -51,14 +52,7 @@ def start_cli(*args: str, url: str, env: dict[str, str] | None = None) -> subpro
     """``alembic *args`` as a deploy runs it, without waiting for it to end."""
     environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
     environ.update(DATABASE_URL=url, **(env or {}))
-    return subprocess.Popen(
-        [ALEMBIC, *args],
-        cwd=ROOT,
-        env=environ,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    return warm.popen([ALEMBIC, *args], cwd=ROOT, env=environ)
 
 
 class Deploy:

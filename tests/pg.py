@@ -14,6 +14,7 @@ import psycopg
 from alembic import command
 
 from chatdb.project import alembic_config
+from tests import warm
 
 ROOT = Path(__file__).resolve().parents[1]
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -104,15 +105,7 @@ def alembic_cli(
     if url is not None:
         environ["DATABASE_URL"] = url
     environ.update(env or {})
-    return subprocess.run(
-        [ALEMBIC, *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return warm.run([ALEMBIC, *args], cwd=ROOT, env=environ, timeout=timeout)
 
 
 def loader(*steps):

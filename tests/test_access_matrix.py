@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 
 from chatdb.inspect.access import ALL, COMMANDS, FILTERED, NONE, REFUSED, ROLES, TABLES
-from tests import catalog
+from tests import catalog, warm
 from tests.pg import ROOT
 from tests.postgrest import (
     CALLERS,
@@ -144,15 +144,7 @@ def chatdb_access(
     if url is not None:
         environ["DATABASE_URL"] = url
     environ.update(extra_env)
-    return subprocess.run(
-        [CHATDB, "access"],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return warm.run([CHATDB, "access"], cwd=cwd, env=environ, timeout=120)
 
 
 def parse_access_output(stdout: str) -> dict[tuple[str, str, str], tuple[str, tuple, bool]]:

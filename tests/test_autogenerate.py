@@ -43,6 +43,7 @@ from chatdb import failures
 from chatdb.project import alembic_config
 from chatdb.schema import autogen
 from models.entities import Declared
+from tests import warm
 from tests.deploying import dump
 from tests.pg import ALEMBIC, ROOT, alembic_cli, database_url
 
@@ -559,9 +560,7 @@ def cli(project: Path, *args: str, url: str | None = None) -> subprocess.Complet
     env["PATH"] = "/usr/bin:/bin"
     if url is not None:
         env["DATABASE_URL"] = url
-    return subprocess.run(
-        list(args), cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    return warm.run(list(args), cwd=project, env=env, timeout=120)
 
 
 def new_revision_file(project: Path, before: set[str]) -> Path:

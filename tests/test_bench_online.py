@@ -87,7 +87,7 @@ def test_bench_online_reports_both_arms_steps_and_the_worst_operation():
     assert figure(project, "client ops during it") > 0
     assert figure(project, "client errors") == 0, project
     assert figure(project, "NULL customer_id left") == 0, project
-    assert "customer_id NOT NULL; idx_chat_conversations_customer valid" in project
+    assert "customer_id NOT NULL; idx_chat_conversations_customer valid" in project, project
 
     comparison = r"^comparison: worst client op original [\d.]+ ms, project [\d.]+ ms, ratio"
     assert re.search(comparison, output, re.MULTILINE)

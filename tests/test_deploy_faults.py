@@ -266,6 +266,32 @@ def test_a_deadlock_fails_the_run_once_naming_both_sides(make_db):
     repaired(db, before)
 
 
+def test_the_run_yields_when_locking_its_tables_deadlocks_with_a_client(make_db):
+    """A client holds chat_messages (an insert's lock) and then reads chat_conversations,
+    which the run's first lock attempt holds while it waits for chat_messages: a
+    deadlock. The attempt lets go (as after a lock timeout), the client goes on, and the
+    run takes both tables once the client has committed."""
+    db = make_db()
+    with psycopg.connect(db.url, application_name="test client") as client:
+        client.execute("SET deadlock_timeout = '10min'")
+        client.execute("LOCK TABLE chat_messages IN ROW EXCLUSIVE MODE")
+        deploy = Deploy(db.url, "-x", "online=never", "-x", "lock_retries=0")
+        # Polled without a pause: the client must wait for chat_conversations within the
+        # attempt's first 10 ms (its deadlock_timeout), for the attempt to see the cycle.
+        deadline = time.monotonic() + 60
+        while not db.scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE NOT l.granted AND a.application_name = 'chatdb migrate' "
+            "AND l.relation = 'chat_messages'::regclass"
+        ):
+            assert time.monotonic() < deadline, "the run's lock attempt never waited"
+        client.execute("SELECT count(*) FROM chat_conversations")  # waits, then runs
+        client.commit()
+    assert deploy.finish() == 0, deploy.log
+    assert re.search(r"chat_messages locked after \d+ attempt\(s\)", deploy.log), deploy.log
+    assert db.scalar("SELECT version_num FROM alembic_version") == HEAD
+
+
 def test_a_deadlock_in_the_runs_transaction_names_both_sides(make_db):
     """The transactional path: the run locks its tables first, so the one wait left
     in its transaction is on rows it does not own; here the version row, which a

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chatdb.local.server import free_port
-from tests import catalog
+from tests import catalog, warm
 from tests.pg import ROOT
 
 CHATDB = str(Path(sys.executable).with_name("chatdb"))
@@ -58,15 +58,7 @@ def drift(url: str | None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     if url is not None:
         env["DATABASE_URL"] = url
-    return subprocess.run(
-        [CHATDB, "drift"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return warm.run([CHATDB, "drift"], cwd=cwd, env=env, timeout=120)
 
 
 def sections(report: str) -> dict[str, list[str]]:

@@ -16,6 +16,7 @@ import pytest
 from chatdb import failures
 from chatdb.deploy.locking import LOCK_KEY
 from chatdb.local.server import free_port
+from tests import warm
 from tests.deploying import blocking, dump
 from tests.pg import ALEMBIC, ROOT, alembic_cli
 
@@ -26,9 +27,7 @@ def run(*argv: str, url: str | None, cwd: Path = ROOT) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
     if url is not None:
         env["DATABASE_URL"] = url
-    return subprocess.run(
-        list(argv), cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    return warm.run(list(argv), cwd=cwd, env=env, timeout=120)
 
 
 def failed(result: subprocess.CompletedProcess, code: int) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import shapes
+from tests import shapes, warm
 from tests.convergence import SHAPES_WIDENING, chatdb_run
 from tests.deploying import blocking, dump
 from tests.pg import ROOT, alembic_cli, listening, revision_ids
@@ -32,14 +32,11 @@ def plan(url: str, *x: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["DATABASE_URL"] = url
     chatdb = str(Path(shutil.which("chatdb") or ROOT / ".venv/bin/chatdb"))
-    return subprocess.run(
+    return warm.run(
         [chatdb, "plan", *[a for option in x for a in ("-x", option)]],
         cwd=cwd,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=180,
-        check=False,
     )
 
 

@@ -15,7 +15,7 @@ database of each shape with rows in every table, standing in for production.
 
 from __future__ import annotations
 
-import subprocess
+import os
 import uuid
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, pool
 
 from chatdb.inspect import catalog
 from chatdb.local.server import bindir
-from tests import shapes
+from tests import shapes, warm
 from tests.convergence import (
     SHAPES_WIDENING,
     chatdb_run,
@@ -40,7 +40,7 @@ DOCS = ROOT / "docs" / "takeover"
 
 
 def run(*args: str, output: Path | None = None) -> str:
-    result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
+    result = warm.run(list(args), cwd=os.getcwd(), env=dict(os.environ), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     if output is not None:
         output.write_text(result.stdout)

@@ -26,6 +26,7 @@ import pytest
 from alembic import op
 from sqlalchemy import text
 
+from tests import warm
 from tests.deploying import dump
 from tests.pg import ALEMBIC, ROOT, alembic_cli, migrate, revision_ids
 
@@ -79,15 +80,7 @@ def deploy(project: Path, url: str, *x: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["DATABASE_URL"] = url
     args = [arg for option in x for arg in ("-x", option)]
-    return subprocess.run(
-        [ALEMBIC, *args, "upgrade", "head"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return warm.run([ALEMBIC, *args, "upgrade", "head"], cwd=project, env=env, timeout=180)
 
 
 def failed_line(result: subprocess.CompletedProcess) -> str:

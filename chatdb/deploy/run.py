@@ -119,7 +119,9 @@ class Run:
         would (the run retries it whole, -x lock_retries). While an attempt waits,
         deadlock_timeout is low, so that an autovacuum holding the table (a large
         backfill makes one start) is cancelled at once instead of after a second
-        (best effort: changing it needs a superuser, or GRANT SET). Once the locks are
+        (best effort: changing it needs a superuser, or GRANT SET); an attempt that
+        deadlocks with a client (it holds one table and waits for the other) lets go
+        and tries again, like one that timed out. Once the locks are
         held, the run's statements never wait, and its transaction is short."""
         if not self.active or self.online is None:
             return
@@ -149,7 +151,10 @@ class Run:
                 break
             except DBAPIError as exc:
                 code = getattr(exc.orig, "pgcode", None)
-                if code != "55P03" or time.monotonic() - started >= budget:
+                # 40P01: a client that holds one of the tables waits for another that this
+                # attempt holds (the run lost the deadlock): the attempt lets go, as after
+                # a lock timeout, and the client goes on.
+                if code not in ("55P03", "40P01") or time.monotonic() - started >= budget:
                     raise
                 session.send(conn, "ROLLBACK TO SAVEPOINT chatdb_lock")
                 time.sleep(min(0.5, 0.01 * 2 ** min(attempt, 6)))

@@ -1,0 +1,355 @@
+"""The project's command lines (``alembic``, ``chatdb``) for the tests, started warm.
+
+Most of a command's time is Python importing Alembic, SQLAlchemy and psycopg2 (about
+0.6 s of CPU each time, on this machine); the suite runs those commands hundreds of
+times on two cores. So each test process keeps one *warm* process that has imported
+them once, and forks it for every command: the child sets argv, the environment and
+the working folder the test gives, takes the test's stdin/stdout/stderr, and runs the
+same entry point as the console script (``alembic.config.main``, ``chatdb.cli.main``).
+What the test sees is what it would see of a fresh process: a real pid (signals and
+kills reach the command itself), its own output streams, and its exit status (minus
+the signal number when a signal ended it, as with :mod:`subprocess`).
+
+Only the project's own commands run in the working folder of this checkout are warm;
+any other command, or a project copy (whose ``chatdb`` and ``models`` Alembic imports
+from that copy), runs cold through :mod:`subprocess`, as does everything when
+``CHATDB_TEST_COLD=1``. The warm process is started on first use and ends with the
+test process.
+
+Protocol, over a Unix socket: the test sends the file descriptors of the command's
+stdin, stdout and stderr, then a length-prefixed JSON request; the warm process forks
+a handler, which forks the command, answers its pid, waits for it, and answers its
+exit status.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Self
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENTRY_POINTS = {"alembic": "alembic.config:main", "chatdb": "chatdb.cli:main"}
+PRELOAD = (
+    "alembic.config",
+    "alembic.command",
+    "alembic.autogenerate",
+    "alembic.ddl.postgresql",
+    "sqlalchemy",
+    "sqlalchemy.dialects.postgresql.psycopg2",
+    "psycopg2",
+    "logging.config",
+    "chatdb.cli",
+    "chatdb.deploy.runtime",
+    "chatdb.deploy.run",
+    "chatdb.deploy.online",
+)
+
+
+# ----------------------------------------------------------------------------- the test side
+
+
+def run(
+    argv: list[str],
+    *,
+    cwd: str | Path,
+    env: dict[str, str],
+    timeout: float | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
+    """Like ``subprocess.run(argv, capture_output=True, text=True, check=False)``."""
+    if _cold(argv, cwd):
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write((input or "").encode())
+            stdin.seek(0)
+            process = Popen(
+                argv, cwd=cwd, env=env, fds=(stdin.fileno(), out.fileno(), err.fileno())
+            )
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(
+            argv, process.returncode, out.read().decode(), err.read().decode()
+        )
+
+
+def popen(argv: list[str], *, cwd: str | Path, env: dict[str, str]) -> Any:
+    """Like ``subprocess.Popen(argv, text=True, stdout=PIPE, stderr=PIPE)``."""
+    if _cold(argv, cwd):
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        process = Popen(argv, cwd=cwd, env=env, fds=(null, out_w, err_w))
+    finally:
+        for fd in (null, out_w, err_w):
+            os.close(fd)
+    process.stdout = open(out_r, encoding="utf-8")  # noqa: SIM115 - the caller closes it
+    process.stderr = open(err_r, encoding="utf-8")  # noqa: SIM115
+    return process
+
+
+def _cold(argv: list[str], cwd: str | Path) -> bool:
+    command = Path(argv[0])
+    return (
+        os.environ.get("CHATDB_TEST_COLD") == "1"
+        or command.parent != BIN
+        or command.name not in ENTRY_POINTS
+        or Path(cwd).resolve() != ROOT
+    )
+
+
+class Popen:
+    """The part of :class:`subprocess.Popen` the tests use, for a warm command."""
+
+    stdout: io.TextIOWrapper | None = None
+    stderr: io.TextIOWrapper | None = None
+
+    def __init__(
+        self, argv: list[str], *, cwd: str | Path, env: dict[str, str], fds: tuple[int, ...]
+    ) -> None:
+        self.args = argv
+        self.returncode: int | None = None
+        self._socket = _warm().spawn(Path(argv[0]).name, argv[1:], str(cwd), env, fds)
+        self._answers = self._socket.makefile("r", encoding="ascii")
+        self.pid = int(self._answers.readline())
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            ready, _, _ = select.select([self._socket], [], [], 0)
+            if ready:
+                self._finish()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            ready, _, _ = select.select([self._socket], [], [], timeout)
+            if not ready:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            self._finish()
+        assert self.returncode is not None
+        return self.returncode
+
+    def _finish(self) -> None:
+        answer = self._answers.readline()
+        if not answer:
+            raise RuntimeError(f"the warm process lost {self.args} (pid {self.pid})")
+        self.returncode = int(answer)
+        self._answers.close()
+        self._socket.close()
+
+    def communicate(self, input: str | None = None, timeout: float | None = None):
+        assert input is None, "warm commands read no input through communicate()"
+        results: dict[str, str] = {}
+
+        def read(name: str) -> None:
+            stream = getattr(self, name)
+            results[name] = stream.read() if stream else None
+
+        readers = [threading.Thread(target=read, args=(n,)) for n in ("stdout", "stderr")]
+        for reader in readers:
+            reader.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for reader in readers:
+            reader.join(None if deadline is None else max(0, deadline - time.monotonic()))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        self.wait(None if deadline is None else max(0, deadline - time.monotonic()))
+        for stream in (self.stdout, self.stderr):
+            if stream:
+                stream.close()
+        return results["stdout"], results["stderr"]
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for stream in (self.stdout, self.stderr):
+            if stream:
+                stream.close()
+        self.wait()
+
+
+class _Warm:
+    """This test process's warm process."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="chatdb-warm-")
+        self.address = os.path.join(self.folder, "socket")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.warm", self.address],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.address):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the warm process for the tests' commands did not start")
+            time.sleep(0.02)
+        atexit.register(self.stop)
+
+    def spawn(
+        self, entry: str, args: list[str], cwd: str, env: dict[str, str], fds: tuple[int, ...]
+    ) -> socket.socket:
+        request = json.dumps({"entry": entry, "args": args, "cwd": cwd, "env": env}).encode()
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(self.address)
+        socket.send_fds(client, [struct.pack("!Q", len(request))], list(fds))
+        client.sendall(request)
+        return client
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        for name in os.listdir(self.folder):
+            os.unlink(os.path.join(self.folder, name))
+        os.rmdir(self.folder)
+
+
+_lock = threading.Lock()
+_instance: _Warm | None = None
+
+
+def _warm() -> _Warm:
+    global _instance
+    with _lock:
+        if _instance is None or _instance.process.poll() is not None:
+            _instance = _Warm()
+        return _instance
+
+
+# ----------------------------------------------------------------------------- the warm side
+
+
+def serve(address: str) -> None:
+    """Import once, then fork a handler per request (see the module docstring)."""
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address + ".new")
+    listener.listen(64)
+    os.rename(address + ".new", address)  # exists only once it accepts
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
+    while True:
+        connection, _ = listener.accept()
+        if os.fork() == 0:
+            listener.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            try:
+                _handle(connection)
+            finally:
+                os._exit(0)
+        connection.close()
+
+
+def _handle(connection: socket.socket) -> None:
+    header, fds, _, _ = socket.recv_fds(connection, 8, 3)
+    (length,) = struct.unpack("!Q", header)
+    request = b""
+    while len(request) < length:
+        request += connection.recv(length - len(request))
+    job = json.loads(request)
+    pid = os.fork()
+    if pid == 0:
+        connection.close()
+        _run(job, fds)
+    for fd in fds:
+        os.close(fd)
+    connection.sendall(f"{pid}\n".encode())
+    _, status = os.waitpid(pid, 0)
+    connection.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+
+
+def _run(job: dict[str, Any], fds: list[int]) -> None:
+    """In the command's own process: become the command, run it, exit with its status."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(job["cwd"])
+    os.environ.clear()
+    os.environ.update(job["env"])
+    sys.argv = [str(BIN / job["entry"]), *job["args"]]
+    module, function = ENTRY_POINTS[job["entry"]].split(":")
+    code = 1
+    try:
+        main = getattr(__import__(module, fromlist=[function]), function)
+        result = main() if job["entry"] == "chatdb" else main(argv=job["args"], prog="alembic")
+        code = _exit_code(result)
+    except SystemExit as exit_:
+        code = _exit_code(exit_.code)
+    except BaseException:  # noqa: BLE001 - a process prints the traceback, exits 1
+        traceback.print_exc()
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _exit_code(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    print(value, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
