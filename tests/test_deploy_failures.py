@@ -21,7 +21,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
+from chatdb.database import connect_args
 from chatdb.local.server import Cluster, free_port, give_to_server_user
 from tests.deploying import dump
 from tests.pg import alembic_cli
@@ -200,16 +202,24 @@ def test_insufficient_privilege(locked_down):
     assert dump(locked_down.admin_url) == before
 
 
-def test_a_server_that_never_answers_times_out_after_10_seconds():
+def test_a_server_that_never_answers_times_out():
     """A listening socket that accepts and stays silent: without connect_timeout the
-    deploy would hang for ever (the subprocess timeout of 60 s would fail the test)."""
+    deploy would hang for ever (the subprocess timeout would fail the test). The test
+    sets connect_timeout=1 in DATABASE_URL, which the run keeps, instead of waiting out
+    the default of 10 s (next test)."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         port = silent.getsockname()[1]
-        line = refused(url=f"postgresql://postgres@127.0.0.1:{port}/postgres")
+        url = f"postgresql://postgres@127.0.0.1:{port}/postgres?connect_timeout=1"
+        line = refused(url=url)
     assert line.startswith(
-        f"FAILED: Cannot connect to postgresql://postgres@127.0.0.1:{port}/postgres "
+        f"FAILED: Cannot connect to {url} "
         "(from DATABASE_URL): the server did not answer in time; check the address and firewall ("
     )
+
+
+def test_connect_timeout_is_10_seconds_unless_database_url_sets_it():
+    assert connect_args(make_url("postgresql://u@h/db"))["connect_timeout"] == 10
+    assert "connect_timeout" not in connect_args(make_url("postgresql://u@h/db?connect_timeout=3"))
 
 
 def test_transaction_pooler_port_is_refused_before_connecting():

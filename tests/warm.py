@@ -10,11 +10,11 @@ What the test sees is what it would see of a fresh process: a real pid (signals 
 kills reach the command itself), its own output streams, and its exit status (minus
 the signal number when a signal ended it, as with :mod:`subprocess`).
 
-Only the project's own commands run in the working folder of this checkout are warm;
-any other command, or a project copy (whose ``chatdb`` and ``models`` Alembic imports
-from that copy), runs cold through :mod:`subprocess`, as does everything when
-``CHATDB_TEST_COLD=1``. The warm process is started on first use and ends with the
-test process.
+The warm process imports no module of a project folder (``models``, ``alembic/``):
+Alembic imports them in each command, from its working folder, so a test's copy of the
+project runs warm too, with its own models and revisions. Any other command runs cold
+through :mod:`subprocess`, as does everything when ``CHATDB_TEST_COLD=1``. The warm
+process is started on first use and ends with the test process.
 
 Protocol, over a Unix socket: the test sends the file descriptors of the command's
 stdin, stdout and stderr, then a length-prefixed JSON request; the warm process forks
@@ -25,6 +25,7 @@ exit status.
 from __future__ import annotations
 
 import atexit
+import importlib
 import io
 import json
 import os
@@ -51,12 +52,11 @@ PRELOAD = (
     "alembic.ddl.postgresql",
     "sqlalchemy",
     "sqlalchemy.dialects.postgresql.psycopg2",
+    "sqlalchemy.orm",  # models import it
+    "sqlalchemy.future",
     "psycopg2",
     "logging.config",
-    "chatdb.cli",
-    "chatdb.deploy.runtime",
-    "chatdb.deploy.run",
-    "chatdb.deploy.online",
+    "chatdb",  # and every module under it
 )
 
 
@@ -72,7 +72,7 @@ def run(
     input: str | None = None,
 ) -> subprocess.CompletedProcess:
     """Like ``subprocess.run(argv, capture_output=True, text=True, check=False)``."""
-    if _cold(argv, cwd):
+    if _cold(argv):
         return subprocess.run(
             argv,
             cwd=cwd,
@@ -105,7 +105,7 @@ def run(
 
 def popen(argv: list[str], *, cwd: str | Path, env: dict[str, str]) -> Any:
     """Like ``subprocess.Popen(argv, text=True, stdout=PIPE, stderr=PIPE)``."""
-    if _cold(argv, cwd):
+    if _cold(argv):
         return subprocess.Popen(
             argv,
             cwd=cwd,
@@ -128,13 +128,12 @@ def popen(argv: list[str], *, cwd: str | Path, env: dict[str, str]) -> Any:
     return process
 
 
-def _cold(argv: list[str], cwd: str | Path) -> bool:
+def _cold(argv: list[str]) -> bool:
     command = Path(argv[0])
     return (
         os.environ.get("CHATDB_TEST_COLD") == "1"
         or command.parent != BIN
         or command.name not in ENTRY_POINTS
-        or Path(cwd).resolve() != ROOT
     )
 
 
@@ -276,10 +275,11 @@ def _warm() -> _Warm:
 
 def serve(address: str) -> None:
     """Import once, then fork a handler per request (see the module docstring)."""
-    import importlib
-
     for name in PRELOAD:
         importlib.import_module(name)
+    for name in _without_models():
+        importlib.import_module(name)
+    assert not [name for name in sys.modules if name.split(".")[0] == "models"]
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address + ".new")
     listener.listen(64)
@@ -295,6 +295,29 @@ def serve(address: str) -> None:
             finally:
                 os._exit(0)
         connection.close()
+
+
+def _without_models() -> list[str]:
+    """The modules of chatdb whose import does not import ``models`` (tried each in a
+    fork of its own): those that do must import it from the command's folder."""
+    import pkgutil
+
+    import chatdb
+
+    names = [module.name for module in pkgutil.walk_packages(chatdb.__path__, "chatdb.")]
+    safe = []
+    for name in names:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                importlib.import_module(name)
+                os._exit(1 if "models" in sys.modules else 0)
+            finally:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            safe.append(name)
+    return safe
 
 
 def _handle(connection: socket.socket) -> None:
@@ -324,6 +347,7 @@ def _run(job: dict[str, Any], fds: list[int]) -> None:
     os.environ.clear()
     os.environ.update(job["env"])
     sys.argv = [str(BIN / job["entry"]), *job["args"]]
+    sys.path[0] = str(BIN)  # as for a console script: not the folder the warm process started in
     module, function = ENTRY_POINTS[job["entry"]].split(":")
     code = 1
     try:
