@@ -81,7 +81,7 @@ def test_an_unknown_x_name_is_refused_before_connecting(head_db):
     line = failed(alembic_cli("-x", "lock_timout=5s", "upgrade", "head", url=head_db.url), 2)
     assert line == (
         "FAILED: -x lock_timout is not an option of this project: did you mean -x "
-        "lock_timeout? Nothing was attempted (README.md, section Options, lists them)."
+        "lock_timeout? Nothing was attempted (docs/deploying.md, section Options, lists them)."
     )
     # A name without a value is read as Alembic reads it (empty), and refused as such.
     line = failed(alembic_cli("-x", "lock_timeout", "upgrade", "head", url=head_db.url), 2)

@@ -73,7 +73,7 @@ def unknown_option(name: str) -> str:
     hint = f"did you mean -x {close[0]}?" if close else "the valid ones are " + ", ".join(KNOWN)
     return (
         f"-x {name} is not an option of this project: {hint} Nothing was attempted "
-        "(README.md, section Options, lists them)."
+        "(docs/deploying.md, section Options, lists them)."
     )
 
 
