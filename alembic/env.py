@@ -2,7 +2,7 @@
 
 Behaviour lives in named modules: the connection, the migration lock, the run's
 timeouts and lock retries, and failures in ``chatdb.deploy.runtime`` (see
-README.md, "Deploying"); the online path for large tables, the data-loss and access
+docs/deploying.md); the online path for large tables, the data-loss and access
 guards in ``chatdb.deploy.run``; the PostgREST reload in ``chatdb.deploy.reload``; what
 autogenerate compares in ``chatdb.schema.autogen``. Options come from ``-x key=value``
 (checked by ``chatdb.deploy.options``: a mistyped name stops the run) and the

@@ -25,7 +25,7 @@ statements it ran. For each arm it prints the wall time, the worst and p99 laten
 the client operations that overlapped the migration, client operations and errors,
 the NULL customer_id left, the schema outcome, and which migration statement was
 running when the worst operation started; for (b) also the time of each step.
-Nothing is asserted: these are figures for the README (docs/benchmark.md).
+Nothing is asserted: these are figures for docs/benchmark.md (docs/benchmark.md).
 """
 
 from __future__ import annotations

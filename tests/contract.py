@@ -352,7 +352,7 @@ def outcome(conn: psycopg.Connection, call: Call) -> Fails | None:
 
 
 def markdown_table(at_008: dict[str, Fails | None], at_head: dict[str, Fails | None]) -> str:
-    """The contract before (008) and after (head), one row per call, for the README."""
+    """The contract before (008) and after (head), one row per call, for docs/backend-contract.md."""
     header = (
         "call | table | operation | columns sent or selected | filters | source | at 008 | at head"
     )

@@ -4,7 +4,7 @@ Issue 2 (7g) and issue 5 (1-4, 6, 7). Changes are made to copies, never to the m
 on disk: a MetaData copy / an edited ``models.DECLARED`` compared in-process through
 ``chatdb.schema.autogen.configure_options`` (exactly what env.py passes), or a copy of the
 project in a temporary folder driven by the real ``alembic`` command line (the
-walkthrough in README.md, "Changing the schema").
+walkthrough in docs/changing-the-schema-walkthrough.md).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ and every write reads back what it sent, plus what the database fills in
 (``reads_back``: 008's customer_id formula for the delivery path, '' for a message
 without message_text). At 008 exactly the calls whose ``at_008`` names a failure fail,
 with that error and column. ``pytest -s`` prints the contract before and after as a
-table the README can show.
+table docs/backend-contract.md shows.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def test_at_008_the_writes_that_succeed_read_back_what_they_sent(at_008_db):
 
 
 def test_print_the_contract_before_and_after(at_008_db, head_db):
-    """pytest -s: the table, as observed (the README can show it once head passes)."""
+    """pytest -s: the table, as observed (docs/backend-contract.md shows it)."""
     before, after = observe(at_008_db), observe(head_db)
     print()
     print(markdown_table(before, after))

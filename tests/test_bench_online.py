@@ -2,7 +2,7 @@
 
 A tiny run (3,000 conversations, two clients, short warmup) of the real script as a
 subprocess, on the throwaway server it starts itself. The figures are not checked
-(they are for the README); what is checked is that the report is complete and that the
+(they are for docs/benchmark.md); what is checked is that the report is complete and that the
 project's arm repaired every row without a client error.
 """
 

@@ -62,7 +62,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DeployOptions:
-    """The run's ``-x`` options about locks and time (see README.md, "Deploying")."""
+    """The run's ``-x`` options about locks and time (see docs/deploying.md)."""
 
     lock_timeout: Duration
     statement_timeout: Duration

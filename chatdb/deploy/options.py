@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from chatdb.failures import BadInput
 
-# Every -x name a run accepts, with what it sets (README.md, "Options", says more).
+# Every -x name a run accepts, with what it sets (docs/deploying.md, "Options", says more).
 KNOWN: dict[str, str] = {
     "lock_timeout": "how long one statement waits for a lock (5s)",
     "statement_timeout": "how long one statement may run (1min)",

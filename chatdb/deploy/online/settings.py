@@ -26,7 +26,7 @@ MIN_BATCH, MAX_BATCH = 100, 100_000
 class OnlineOptions:
     """``-x online=auto|always|never``, ``-x online_threshold=ROWS``,
     ``-x online_batch_ms=MS``, ``-x online_batch_size=ROWS`` (the first batch),
-    ``-x online_batch_pause_ms=MS`` (README.md, "Large tables: the online path")."""
+    ``-x online_batch_pause_ms=MS`` (docs/large-tables.md)."""
 
     mode: str = "auto"
     threshold: int = DEFAULT_THRESHOLD
