@@ -1,6 +1,6 @@
 """benchmarks/bench_online.py runs end to end: both arms, the steps, the worst-op lines.
 
-A tiny run (3,000 conversations, two clients, short warmup) of the real script as a
+A tiny run (2,000 conversations, two clients, short warmup) of the real script as a
 subprocess, on the throwaway server it starts itself. The figures are not checked
 (they are for docs/benchmark.md); what is checked is that the report is complete and that the
 project's arm repaired every row without a client error.
@@ -36,15 +36,15 @@ def test_bench_online_reports_both_arms_steps_and_the_worst_operation():
         sys.executable,
         str(SCRIPT),
         "--rows",
-        "3000",
+        "2000",
         "--from",
         "base",
         "--clients",
         "2",
         "--warmup",
-        "0.5",
-        "--cooldown",
         "0.3",
+        "--cooldown",
+        "0.2",
         "-x",
         "online=always",
     ]
