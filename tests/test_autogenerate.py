@@ -720,15 +720,28 @@ SUITE_AFTER_A_CHANGE = (
 
 
 def run_the_copys_tests(project: Path, *tests: str) -> subprocess.CompletedProcess:
-    """The copy's own pytest, on its own servers, as ``./dev test`` runs it there (two
-    workers); nothing of this run's pytest or xdist leaks into it."""
+    """The copy's own pytest, on its own servers, as ``./dev test`` runs it there (each
+    file on one worker; two workers here); nothing of this run's pytest or xdist leaks
+    into it."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "VIRTUAL_ENV") and not k.startswith("PYTEST_")
     }
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", *tests],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "2",
+            "--dist",
+            "loadfile",
+            "-p",
+            "no:cacheprovider",
+            *tests,
+        ],
         cwd=project,
         env=env,
         capture_output=True,
