@@ -17,7 +17,6 @@ real command lines (``alembic_run``, ``chatdb_run``).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,7 +26,7 @@ import psycopg
 
 from tests import shapes, warm
 from tests.contract import CONTRACT, outcome, seed, show
-from tests.pg import ROOT, run_sql_file
+from tests.pg import ROOT, command_env, run_sql_file
 
 CHATDB = str(Path(sys.executable).with_name("chatdb"))
 UNDECLARED = (
@@ -36,11 +35,11 @@ UNDECLARED = (
 )
 
 
-def chatdb_run(*args: str, url: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """The real ``chatdb`` command line against ``url``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
-    env["DATABASE_URL"] = url
-    return warm.run([CHATDB, *args], cwd=ROOT, env=env, timeout=timeout)
+def chatdb_run(
+    *args: str, url: str | None, cwd: Path = ROOT, timeout: float = 180, **extra_env: str
+) -> subprocess.CompletedProcess:
+    """The real ``chatdb`` command line against ``url`` (None: no DATABASE_URL), in ``cwd``."""
+    return warm.run([CHATDB, *args], cwd=cwd, env=command_env(url, **extra_env), timeout=timeout)
 
 
 def drift_sections(report: str) -> dict[str, list[str]]:

@@ -24,7 +24,7 @@ import psycopg
 from chatdb.deploy.locking import LOCK_KEY
 from chatdb.local.server import bindir
 from tests import warm
-from tests.pg import ALEMBIC, ROOT
+from tests.pg import ALEMBIC, ROOT, command_env
 
 # A deploy waiting for the migration lock polls pg_try_advisory_lock in autocommit (it
 # holds no transaction, so no lock wait shows in pg_locks): between polls, its session
@@ -50,9 +50,7 @@ def dump(url: str, env: dict[str, str] | None = None) -> str:
 
 def start_cli(*args: str, url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """``alembic *args`` as a deploy runs it, without waiting for it to end."""
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
-    environ.update(DATABASE_URL=url, **(env or {}))
-    return warm.popen([ALEMBIC, *args], cwd=ROOT, env=environ)
+    return warm.popen([ALEMBIC, *args], cwd=ROOT, env=command_env(url, **(env or {})))
 
 
 class Deploy:

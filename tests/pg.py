@@ -101,11 +101,19 @@ def alembic_cli(
     *args: str, url: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
     """Run the real ``alembic`` command line in the project root, as a deploy would."""
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
+    return warm.run(
+        [ALEMBIC, *args], cwd=ROOT, env=command_env(url, **(env or {})), timeout=timeout
+    )
+
+
+def command_env(url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a project command a test runs: this process's, without its
+    DATABASE_URL and PGRST_DB_CHANNEL; then ``url`` as DATABASE_URL, and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
     if url is not None:
-        environ["DATABASE_URL"] = url
-    environ.update(env or {})
-    return warm.run([ALEMBIC, *args], cwd=ROOT, env=environ, timeout=timeout)
+        env["DATABASE_URL"] = url
+    env.update(extra)
+    return env
 
 
 def loader(*steps):

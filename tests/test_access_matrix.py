@@ -12,7 +12,6 @@ chatdb.inspect.access: all, filtered, none, refused.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,8 @@ import pytest
 from psycopg import sql
 
 from chatdb.inspect.access import ALL, COMMANDS, FILTERED, NONE, REFUSED, ROLES, TABLES
-from tests import catalog, warm
+from tests import catalog
+from tests.convergence import chatdb_run
 from tests.pg import ROOT
 from tests.postgrest import (
     CALLERS,
@@ -140,11 +140,7 @@ def observable(role: str, rows: str) -> str:
 def chatdb_access(
     url: str | None, cwd: Path = ROOT, **extra_env: str
 ) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if url is not None:
-        environ["DATABASE_URL"] = url
-    environ.update(extra_env)
-    return warm.run([CHATDB, "access"], cwd=cwd, env=environ, timeout=120)
+    return chatdb_run("access", url=url, cwd=cwd, timeout=120, **extra_env)
 
 
 def parse_access_output(stdout: str) -> dict[tuple[str, str, str], tuple[str, tuple, bool]]:

@@ -1,6 +1,5 @@
 """Issue 2 (6): `chatdb up` starts or reuses a local cluster, migrates it, says what it did."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from tests.pg import ROOT
+from tests.pg import ROOT, command_env
 
 CHATDB = str(Path(sys.executable).with_name("chatdb"))
 
@@ -28,11 +27,8 @@ def project_copy(tmp_path):
 
 
 def chatdb(cwd: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if url is not None:
-        env["DATABASE_URL"] = url
     return subprocess.run(
-        [CHATDB, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+        [CHATDB, *args], cwd=cwd, env=command_env(url), capture_output=True, text=True, check=False
     )
 
 

@@ -7,7 +7,6 @@ script, chat_messages with an extra NOT NULL column, no chat_participants.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from chatdb.local.server import free_port
-from tests import catalog, warm
+from tests import catalog
+from tests.convergence import chatdb_run, drift_sections
 from tests.pg import ROOT
 
 CHATDB = str(Path(sys.executable).with_name("chatdb"))
@@ -55,23 +55,7 @@ CREATE TABLE public.chat_messages (
 
 
 def drift(url: str | None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if url is not None:
-        env["DATABASE_URL"] = url
-    return warm.run([CHATDB, "drift"], cwd=cwd, env=env, timeout=120)
-
-
-def sections(report: str) -> dict[str, list[str]]:
-    """The report's groups: {table: [sentence, ...]}."""
-    groups: dict[str, list[str]] = {}
-    current = None
-    for line in report.splitlines()[1:]:
-        if line.startswith("  - "):
-            groups[current].append(line[4:])
-        elif line and not line.startswith("Read-only check"):
-            current = line
-            groups[current] = []
-    return groups
+    return chatdb_run("drift", url=url, cwd=cwd, timeout=120)
 
 
 @pytest.fixture
@@ -85,7 +69,7 @@ def test_production_drift_is_reported_table_by_table(production_db):
     print(result.stdout)  # the report itself, for the record (pytest -s)
     assert result.returncode == 1, result.stderr
     assert result.stderr == ""
-    groups = sections(result.stdout)
+    groups = drift_sections(result.stdout)
     assert list(groups) == ["chat_conversations", "chat_messages", "chat_participants", "functions"]
     conversations = groups["chat_conversations"]
     for sentence in (
@@ -166,7 +150,7 @@ def test_drifted_policies_indexes_grants_triggers_and_functions(head_db):
     """)
     result = drift(head_db.url)
     assert result.returncode == 1, result.stderr
-    assert sections(result.stdout) == {
+    assert drift_sections(result.stdout) == {
         "chat_conversations": [
             "trigger update_chat_conversations_updated_at is missing",
         ],

@@ -4,7 +4,6 @@ docs/failures.md; each kind is provoked here for real through the real commands.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -18,16 +17,13 @@ from chatdb.deploy.locking import LOCK_KEY
 from chatdb.local.server import free_port
 from tests import warm
 from tests.deploying import blocking, dump
-from tests.pg import ALEMBIC, ROOT, alembic_cli
+from tests.pg import ALEMBIC, ROOT, alembic_cli, command_env
 
 CHATDB = str(Path(sys.executable).with_name("chatdb"))
 
 
 def run(*argv: str, url: str | None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGRST_DB_CHANNEL")}
-    if url is not None:
-        env["DATABASE_URL"] = url
-    return warm.run(list(argv), cwd=cwd, env=env, timeout=120)
+    return warm.run(list(argv), cwd=cwd, env=command_env(url), timeout=120)
 
 
 def failed(result: subprocess.CompletedProcess, code: int) -> str:

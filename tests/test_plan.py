@@ -10,7 +10,6 @@ line.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import textwrap
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import shapes, warm
+from tests import shapes
 from tests.convergence import SHAPES_WIDENING, chatdb_run
 from tests.deploying import blocking, dump
 from tests.pg import ROOT, alembic_cli, listening, revision_ids
@@ -27,17 +26,7 @@ HEAD = revision_ids()[-1]
 
 
 def plan(url: str, *x: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    if cwd == ROOT:
-        return chatdb_run("plan", *[a for option in x for a in ("-x", option)], url=url)
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DATABASE_URL"] = url
-    chatdb = str(Path(shutil.which("chatdb") or ROOT / ".venv/bin/chatdb"))
-    return warm.run(
-        [chatdb, "plan", *[a for option in x for a in ("-x", option)]],
-        cwd=cwd,
-        env=env,
-        timeout=180,
-    )
+    return chatdb_run("plan", *[a for option in x for a in ("-x", option)], url=url, cwd=cwd)
 
 
 def planned(db, *x: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,6 @@ accepts it.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import textwrap
@@ -28,7 +27,7 @@ from sqlalchemy import text
 
 from tests import warm
 from tests.deploying import dump
-from tests.pg import ALEMBIC, ROOT, alembic_cli, migrate, revision_ids
+from tests.pg import ALEMBIC, ROOT, alembic_cli, command_env, migrate, revision_ids
 
 WIDENED = "-x allow_wider_access=true: access widened: "
 REFUSAL = (
@@ -77,10 +76,10 @@ def add_revision(project: Path, *statements: str) -> None:
 
 
 def deploy(project: Path, url: str, *x: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DATABASE_URL"] = url
     args = [arg for option in x for arg in ("-x", option)]
-    return warm.run([ALEMBIC, *args, "upgrade", "head"], cwd=project, env=env, timeout=180)
+    return warm.run(
+        [ALEMBIC, *args, "upgrade", "head"], cwd=project, env=command_env(url), timeout=180
+    )
 
 
 def failed_line(result: subprocess.CompletedProcess) -> str:
