@@ -32,6 +32,7 @@ from tests.fixtures import (  # noqa: F401  (fixtures: pytest finds them through
     _supabase_at_008,
     any_shape_db,
     at_008_db,
+    project_copy,
     shape_a_db,
     shape_b_db,
     shape_c_db,

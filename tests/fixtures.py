@@ -10,15 +10,20 @@ clone of its template.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
 from pytest_postgresql import factories
 
 from tests import shapes
-from tests.pg import Database, database_of
+from tests.pg import Database, copy_project, database_of
 from tests.shapes import SHAPES
+
+CHATDB = str(Path(sys.executable).with_name("chatdb"))
 
 
 def shape_template(shape: str):
@@ -89,3 +94,11 @@ def supabase_at_008_db(_supabase_at_008) -> Database:
     """Prepared like a Supabase project, migrated to revision 008 (004's policies, as
     production had them before 049)."""
     return database_of(_supabase_at_008)
+
+
+@pytest.fixture
+def project_copy(tmp_path):
+    """The project's migration files in a folder of their own, so that `chatdb up` puts
+    its local cluster (.chatdb/) there; the cluster is deleted afterwards."""
+    yield copy_project(tmp_path)
+    subprocess.run([CHATDB, "down", "--delete"], cwd=tmp_path, capture_output=True, check=False)

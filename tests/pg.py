@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -114,6 +115,24 @@ def command_env(url: str | None = None, **extra: str) -> dict[str, str]:
         env["DATABASE_URL"] = url
     env.update(extra)
     return env
+
+
+def copy_project(folder: Path, *more: str) -> Path:
+    """The project's Alembic files and models (and ``more`` of its files or folders,
+    paths relative to the root) copied into ``folder``, for a test that edits them or
+    keeps state beside them."""
+    for name in ("alembic.ini", "alembic", "models", *more):
+        source, target = ROOT / name, folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                target,
+                ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"),
+            )
+        else:
+            shutil.copy(source, target)
+    return folder
 
 
 def loader(*steps):

@@ -45,7 +45,7 @@ from chatdb.schema import autogen
 from models.entities import Declared
 from tests import warm
 from tests.deploying import dump
-from tests.pg import ALEMBIC, ROOT, alembic_cli, database_url
+from tests.pg import ALEMBIC, alembic_cli, copy_project, database_url
 
 BIN = Path(sys.executable).parent
 # A policy of head to edit (chat_participants keeps 004's, which 049 left alone).
@@ -543,15 +543,7 @@ def project(tmp_path) -> Path:
     """A copy of the project to edit like a developer would: its Alembic files and
     models, and its tests with what they read (docs/spec, .gitignore), so that the
     copy's own test suite can run on what the developer changed."""
-    for name in ("alembic.ini", "pyproject.toml", ".gitignore"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    for name in ("alembic", "models", "tests", "docs/spec"):
-        shutil.copytree(
-            ROOT / name,
-            tmp_path / name,
-            ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"),
-        )
-    return tmp_path
+    return copy_project(tmp_path, "pyproject.toml", ".gitignore", "tests", "docs/spec")
 
 
 def cli(project: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess:

@@ -1,7 +1,6 @@
 """Issue 2 (6): `chatdb up` starts or reuses a local cluster, migrates it, says what it did."""
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,6 @@ from alembic.script import ScriptDirectory
 from tests.pg import ROOT, command_env
 
 CHATDB = str(Path(sys.executable).with_name("chatdb"))
-
-
-@pytest.fixture
-def project_copy(tmp_path):
-    """The project's migration files in a folder of their own, so .chatdb/ lands there."""
-    for name in ("alembic", "models"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    yield tmp_path
-    subprocess.run([CHATDB, "down", "--delete"], cwd=tmp_path, capture_output=True, check=False)
 
 
 def chatdb(cwd: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess:

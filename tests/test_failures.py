@@ -5,7 +5,6 @@ docs/failures.md; each kind is provoked here for real through the real commands.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -214,16 +213,6 @@ def test_alembics_own_errors_keep_255_and_raiseerr_keeps_the_traceback(head_db):
 
 
 # --------------------------------------------------------------------------- the local cluster
-
-
-@pytest.fixture
-def project_copy(tmp_path):
-    """The migration files in a folder of their own, so .chatdb/ lands there."""
-    for name in ("alembic", "models"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    yield tmp_path
-    run(CHATDB, "down", "--delete", url=None, cwd=tmp_path)
 
 
 def test_drift_and_access_use_the_local_cluster_and_say_so(project_copy):

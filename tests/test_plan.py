@@ -10,7 +10,6 @@ line.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from tests import shapes
 from tests.convergence import SHAPES_WIDENING, chatdb_run
 from tests.deploying import blocking, dump
-from tests.pg import ROOT, alembic_cli, listening, revision_ids
+from tests.pg import ROOT, alembic_cli, copy_project, listening, revision_ids
 
 HEAD = revision_ids()[-1]
 
@@ -180,10 +179,7 @@ def test_the_plan_waits_for_locks_like_a_deploy_under_the_same_lock_timeout(shap
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    for name in ("alembic.ini", "pyproject.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    for name in ("alembic", "models"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_project(tmp_path, "pyproject.toml")
     (tmp_path / "alembic" / "versions" / "t01_drop_content.py").write_text(
         textwrap.dedent(f'''\
             """Drop chat_messages.content (a test revision).

@@ -15,7 +15,6 @@ accepts it.
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -27,7 +26,7 @@ from sqlalchemy import text
 
 from tests import warm
 from tests.deploying import dump
-from tests.pg import ALEMBIC, ROOT, alembic_cli, command_env, migrate, revision_ids
+from tests.pg import ALEMBIC, alembic_cli, command_env, copy_project, migrate, revision_ids
 
 WIDENED = "-x allow_wider_access=true: access widened: "
 REFUSAL = (
@@ -42,10 +41,7 @@ OWNER_EXPR = "website_id IN (SELECT id FROM websites WHERE user_id = auth.uid())
 @pytest.fixture
 def project(tmp_path) -> Path:
     """A copy of the project's Alembic files and models, to add a revision to."""
-    for name in ("alembic.ini", "pyproject.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    for name in ("alembic", "models"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_project(tmp_path, "pyproject.toml")
     return tmp_path
 
 
