@@ -35,11 +35,9 @@ import os
 import platform
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -51,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg
 
-from chatdb.local.server import Cluster, free_port, give_to_server_user
+from chatdb.local.server import Cluster
 from tests.drifted_table import conversation_id, make_drifted, make_older_script_tables
 from tests.pg import ALEMBIC, SQL_DIR, migrate
 
@@ -782,11 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     applied = APPLIED_FROM[args.start]
     originals = [ORIGINAL_SQL[revision] for revision in applied if revision in ORIGINAL_SQL]
 
-    base = Path(tempfile.mkdtemp(prefix="chatdb-bench-"))
-    base.chmod(0o755)
-    give_to_server_user(base)
-    cluster = Cluster(datadir=base / "data", port=free_port())
-    cluster.init()
+    cluster = Cluster.in_new_folder("chatdb-bench-")
     cluster.start()
     try:
         admin = psycopg.connect(cluster.url("postgres"), autocommit=True)
@@ -841,11 +835,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         admin.close()
     finally:
-        cluster.stop()
         if args.keep:
+            cluster.stop()
             print(f"kept the cluster (stopped) in {cluster.datadir}")
         else:
-            shutil.rmtree(base, ignore_errors=True)
+            cluster.discard()
     return 0
 
 

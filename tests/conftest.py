@@ -14,15 +14,12 @@ database without re-running every migration.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from pytest_postgresql import factories
 
-from chatdb.local.server import Cluster, free_port, give_to_server_user
+from chatdb.local.server import Cluster
 from tests.fixtures import (  # noqa: F401  (fixtures: pytest finds them through this import)
     _at_008,
     _shape_a,
@@ -44,17 +41,12 @@ from tests.pg import Database, Server, database_of, loader, migrate, run_sql_fil
 
 
 def _start_cluster(name: str) -> Iterator[Server]:
-    base = Path(tempfile.mkdtemp(prefix=f"chatdb-test-{name}-"))
-    base.chmod(0o755)
-    give_to_server_user(base)
-    cluster = Cluster(datadir=base / "data", port=free_port())
-    cluster.init()
+    cluster = Cluster.in_new_folder(f"chatdb-test-{name}-")
     cluster.start(fsync=False)
     try:
         yield Server(host=cluster.host, port=cluster.port)
     finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.discard()
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,8 @@ passwords are random, made in memory, never written to a file.
 from __future__ import annotations
 
 import secrets
-import shutil
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +84,7 @@ def _self_signed_certificate(datadir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def locked_down() -> Iterator[LockedDown]:
-    base = Path(tempfile.mkdtemp(prefix="chatdb-test-locked-"))
-    base.chmod(0o755)
-    give_to_server_user(base)
-    cluster = Cluster(datadir=base / "data", port=free_port())
-    cluster.init()
+    cluster = Cluster.in_new_folder("chatdb-test-locked-")
     _self_signed_certificate(cluster.datadir)
     cluster.start(fsync=False)
     server = LockedDown(
@@ -110,8 +104,7 @@ def locked_down() -> Iterator[LockedDown]:
             ).fetchone() == (True,)
         yield server
     finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.discard()
 
 
 def refused(*args: str, url: str) -> str:

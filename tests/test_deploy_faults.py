@@ -11,14 +11,11 @@ point, then started again.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -31,7 +28,7 @@ from chatdb.deploy.locking import LOCK_KEY
 from chatdb.deploy.reload import notify_statement
 from chatdb.deploy.run import Run
 from chatdb.deploy.runtime import lost_server
-from chatdb.local.server import Cluster, as_server_user, bindir, free_port, give_to_server_user
+from chatdb.local.server import Cluster, as_server_user, bindir
 from chatdb.project import alembic_config
 from tests.deploying import Deploy, dump, wait_until
 from tests.drifted_table import conversation_rows, expected_customer_id, make_drifted
@@ -340,17 +337,12 @@ def test_a_deadlock_in_the_runs_transaction_names_both_sides(make_db):
 def crashable() -> Iterator[Cluster]:
     """A cluster of this module's own, for tests that crash it. fsync stays on: a
     crash must keep every commit."""
-    base = Path(tempfile.mkdtemp(prefix="chatdb-test-crash-"))
-    base.chmod(0o755)
-    give_to_server_user(base)
-    cluster = Cluster(datadir=base / "data", port=free_port())
-    cluster.init()
+    cluster = Cluster.in_new_folder("chatdb-test-crash-")
     cluster.start()
     try:
         yield cluster
     finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.discard()
 
 
 def crash(cluster: Cluster) -> None:

@@ -14,6 +14,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +188,23 @@ class Cluster:
                 ),
                 "stopping PostgreSQL",
             )
+
+    @classmethod
+    def in_new_folder(cls, prefix: str) -> Cluster:
+        """An initialised cluster (not started) in a new folder under the system temp
+        directory that the server's user can enter: for the tests and the benchmark,
+        which throw it away with :meth:`discard`."""
+        base = Path(tempfile.mkdtemp(prefix=prefix))
+        base.chmod(0o755)
+        give_to_server_user(base)
+        cluster = cls(datadir=base / "data", port=free_port())
+        cluster.init()
+        return cluster
+
+    def discard(self) -> None:
+        """Stop the server and delete the folder :meth:`in_new_folder` made."""
+        self.stop()
+        shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
     def create_database(self, dbname: str) -> None:
         """CREATE DATABASE unless it exists (through psql-free psycopg2, autocommit)."""
