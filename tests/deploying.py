@@ -145,6 +145,17 @@ def blocking(url: str, *statements: str) -> Iterator[Blocker]:
         blocker.close()
 
 
+def run_waiting_sql(on: str) -> str:
+    """SQL for the pid of a migration run's session ('chatdb migrate') that waits for a
+    lock ``on`` a table (its name) or on a row another transaction holds
+    ('transactionid'); no row while none does."""
+    return (
+        "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE NOT l.granted AND a.application_name = 'chatdb migrate' "
+        f"AND (l.relation = to_regclass('{on}') OR l.locktype = '{on}')"
+    )
+
+
 def waiting_pids(conn: psycopg.Connection, table: str) -> list[int]:
     """Sessions waiting for a lock on ``table`` (a migration queued behind a blocker)."""
     rows = conn.execute(

@@ -30,7 +30,7 @@ from chatdb.deploy.run import Run
 from chatdb.deploy.runtime import lost_server
 from chatdb.local.server import Cluster, as_server_user, bindir
 from chatdb.project import alembic_config
-from tests.deploying import Deploy, dump, wait_until
+from tests.deploying import Deploy, dump, run_waiting_sql, wait_until
 from tests.drifted_table import conversation_rows, expected_customer_id, make_drifted
 from tests.pg import Database, Listener, migrate
 
@@ -276,11 +276,7 @@ def test_the_run_yields_when_locking_its_tables_deadlocks_with_a_client(make_db)
         # Polled without a pause: the client must wait for chat_conversations within the
         # attempt's first 10 ms (its deadlock_timeout), for the attempt to see the cycle.
         deadline = time.monotonic() + 60
-        while not db.scalar(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-            "WHERE NOT l.granted AND a.application_name = 'chatdb migrate' "
-            "AND l.relation = 'chat_messages'::regclass"
-        ):
+        while not db.scalar(run_waiting_sql("chat_messages")):
             assert time.monotonic() < deadline, "the run's lock attempt never waited"
         client.execute("SELECT count(*) FROM chat_conversations")  # waits, then runs
         client.commit()
@@ -305,11 +301,7 @@ def test_a_deadlock_in_the_runs_transaction_names_both_sides(make_db):
         client.execute("UPDATE alembic_version SET version_num = version_num")
         deploy = Deploy(db.url, "-x", "online=never", "-x", "lock_retries=0")
         run_pid = wait_until(
-            lambda: db.scalar(
-                "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                "WHERE NOT l.granted AND a.application_name = 'chatdb migrate' "
-                "AND l.locktype = 'transactionid'"
-            ),
+            lambda: db.scalar(run_waiting_sql("transactionid")),
             "the run's transaction waits for the client's version row",
         )
         client.execute("SELECT count(*) FROM chat_conversations")
@@ -406,11 +398,7 @@ def test_the_server_crashes_during_the_transactional_path(crashable, crash_db):
         reader.execute("SELECT count(*) FROM chat_conversations")  # ACCESS SHARE, held
         deploy = Deploy(db.url, "-x", "online=never", "-x", "lock_timeout=10min")
         wait_until(
-            lambda: db.scalar(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                "WHERE NOT l.granted AND a.application_name = 'chatdb migrate' "
-                "AND l.relation = 'chat_conversations'::regclass"
-            ),
+            lambda: db.scalar(run_waiting_sql("chat_conversations")),
             "the run's transaction waits for chat_conversations",
         )
         crash(crashable)

@@ -38,7 +38,7 @@ from chatdb.deploy.online.settings import DEFAULT_BATCH_MS, OnlineOptions
 from chatdb.deploy.online.steps import AddColumn
 from chatdb.project import alembic_config
 from tests import catalog
-from tests.deploying import Deploy
+from tests.deploying import Deploy, run_waiting_sql
 from tests.drifted_table import conversation_rows, expected_customer_id, make_drifted
 from tests.pg import Database, alembic_cli, migrate, run_sql_file
 
@@ -464,8 +464,7 @@ def test_one_notify_and_only_after_the_last_commit(make_db):
             db,
             # The version UPDATE goes in one batch with the statements before it (too long
             # for pg_stat_activity.query): the run waits for the row lock, a transactionid.
-            "SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE NOT l.granted"
-            " AND l.locktype = 'transactionid' AND a.application_name = 'chatdb migrate'",
+            run_waiting_sql("transactionid"),
             "the run's last transaction",
             deploy,
         )
