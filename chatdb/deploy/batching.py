@@ -35,7 +35,7 @@ from chatdb.deploy import session
 log = logging.getLogger("chatdb.deploy.batching")
 
 SAVEPOINT = "chatdb_batch"
-NOT_REPLAYED = ("55P03",)  # lock_not_available: the run retries the whole transaction
+NOT_REPLAYED = (session.LOCK_NOT_AVAILABLE,)  # the run retries the whole transaction
 
 
 class StatementBatch:
@@ -88,8 +88,7 @@ class StatementBatch:
                     f"SAVEPOINT {SAVEPOINT};\n{body};\nRELEASE SAVEPOINT {SAVEPOINT}"
                 )
             except DBAPIError as exc:
-                code = getattr(exc.orig, "pgcode", None)
-                if code in NOT_REPLAYED or session.is_disconnect(exc):
+                if session.sqlstate(exc) in NOT_REPLAYED or session.is_disconnect(exc):
                     raise
                 self.connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
                 for sql, step in batch:

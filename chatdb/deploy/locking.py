@@ -42,7 +42,6 @@ log = logging.getLogger("chatdb.deploy.locking")
 # One fixed bigint for every deploy of this project ("chatdbmg" read as 8 bytes).
 # Advisory locks are per database, so deploys to other databases never wait on it.
 LOCK_KEY = int.from_bytes(b"chatdbmg", "big")
-LOCK_NOT_AVAILABLE = "55P03"
 CLIENT_CHECK_INTERVAL = "2s"
 # A waiting deploy polls the lock every 0.2-0.4 s and says it still waits every 30 s.
 POLL_S = 0.2
@@ -120,7 +119,7 @@ def shorten(sql: str | None, limit: int = 120) -> str:
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
-    return getattr(getattr(exc, "orig", None), "pgcode", None) == LOCK_NOT_AVAILABLE
+    return session.sqlstate(exc) == session.LOCK_NOT_AVAILABLE
 
 
 _HOLDERS_SQL = """

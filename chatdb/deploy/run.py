@@ -150,11 +150,11 @@ class Run:
                 )
                 break
             except DBAPIError as exc:
-                code = getattr(exc.orig, "pgcode", None)
-                # 40P01: a client that holds one of the tables waits for another that this
+                # A deadlock: a client that holds one of the tables waits for another that this
                 # attempt holds (the run lost the deadlock): the attempt lets go, as after
                 # a lock timeout, and the client goes on.
-                if code not in ("55P03", "40P01") or time.monotonic() - started >= budget:
+                retried = (session.LOCK_NOT_AVAILABLE, session.DEADLOCK)
+                if session.sqlstate(exc) not in retried or time.monotonic() - started >= budget:
                     raise
                 session.send(conn, "ROLLBACK TO SAVEPOINT chatdb_lock")
                 time.sleep(min(0.5, 0.01 * 2 ** min(attempt, 6)))

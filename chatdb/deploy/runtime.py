@@ -23,7 +23,6 @@ from sqlalchemy.exc import DBAPIError
 from chatdb import database
 from chatdb.database import APPLICATION_NAME, Target, connect_args, connected
 from chatdb.deploy import locking, session
-from chatdb.deploy.online.executor import DEADLOCK
 from chatdb.deploy.pooler import refuse_transaction_pooler
 from chatdb.deploy.run import Run
 from chatdb.failures import RolledBack, StoppedPartWay, first_line, statement_failure
@@ -142,7 +141,7 @@ def run_online(
                 raise StoppedPartWay(
                     lost_server(exc, runs[-1] if runs else None, running.step)
                 ) from None
-            if runs and getattr(exc.orig, "pgcode", None) == DEADLOCK:
+            if runs and session.sqlstate(exc) == session.DEADLOCK:
                 raise RolledBack(deadlock_failure(exc, runs[-1], running.step)) from None
             raise RolledBack(statement_failure(exc, running.step)) from None
 

@@ -19,6 +19,9 @@ from sqlalchemy.engine import Connection
 
 log = logging.getLogger("chatdb.deploy.session")
 
+# The SQLSTATEs a run answers by waiting or trying again.
+LOCK_NOT_AVAILABLE, DEADLOCK = "55P03", "40P01"
+
 # SQLSTATE classes and driver messages that mean the session is gone.
 _LOST_CLASSES = ("08", "57P01", "57P02", "57P03")  # connection exception; admin/crash shutdown
 _LOST_WORDS = (
@@ -32,6 +35,11 @@ _LOST_WORDS = (
     "no connection to the server",
     "the connection is closed",
 )
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of the server's error behind ``exc`` (a DBAPIError), if any."""
+    return getattr(getattr(exc, "orig", None), "pgcode", None)
 
 
 def is_disconnect(exc: BaseException) -> bool:

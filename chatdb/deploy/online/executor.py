@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 
 from chatdb.deploy import session
 from chatdb.deploy.locking import Holder, shorten
+from chatdb.deploy.session import DEADLOCK, LOCK_NOT_AVAILABLE
 from chatdb.failures import StoppedPartWay
 
 log = logging.getLogger("chatdb.deploy.online")
@@ -42,7 +43,6 @@ LOCK_ATTEMPTS = 60
 RETRY_DELAY_S = 0.05
 MAX_RETRY_DELAY_S = 1.0
 WATCH_EVERY_S = 5.0
-LOCK_NOT_AVAILABLE, DEADLOCK = "55P03", "40P01"
 
 
 class OnlineStepFailed(StoppedPartWay):
@@ -126,7 +126,7 @@ class Executor:
             try:
                 return self.guarded(action)
             except DBAPIError as exc:
-                if _code(exc) != LOCK_NOT_AVAILABLE or attempt >= LOCK_ATTEMPTS:
+                if session.sqlstate(exc) != LOCK_NOT_AVAILABLE or attempt >= LOCK_ATTEMPTS:
                     raise
                 delay = min(MAX_RETRY_DELAY_S, RETRY_DELAY_S * 2 ** (attempt - 1))
                 log.info(
@@ -159,7 +159,7 @@ class Executor:
         try:
             result = action()
         except DBAPIError as exc:
-            if _code(exc) == DEADLOCK:
+            if session.sqlstate(exc) == DEADLOCK:
                 raise OnlineStepFailed(self.deadlock_sentence(exc)) from None
             raise
         self.committed += 1
@@ -248,7 +248,3 @@ class Executor:
             log.debug("online: watcher for %s stopped: %s", what, exc)
         finally:
             session.quietly(watcher.close, "watcher")
-
-
-def _code(exc: DBAPIError) -> str | None:
-    return getattr(getattr(exc, "orig", None), "pgcode", None)
