@@ -391,7 +391,16 @@ def policy_role_membership(
     connection: Connection, policies: Sequence[Policy], roles: Sequence[str]
 ) -> dict[tuple[str, str], bool]:
     """Whether each role is (or inherits) each role a policy is TO."""
-    named = sorted({r for p in policies for r in p.roles if r != "public"})
+    return role_membership(
+        connection, roles, {r for p in policies for r in p.roles if r != "public"}
+    )
+
+
+def role_membership(
+    connection: Connection, roles: Sequence[str], names: Iterable[str]
+) -> dict[tuple[str, str], bool]:
+    """Whether each of ``roles`` is (or inherits) each of the roles ``names``."""
+    named = sorted(set(names))
     if not named or not roles:
         return {}
     rows = connection.execute(

@@ -370,15 +370,7 @@ def _inherits(
     connection: Connection, roles: Sequence[str], grantees: Iterable[str]
 ) -> dict[tuple[str, str], bool]:
     """Whether each role holds each grantee's privileges (is it, or inherits it)."""
-    named = sorted({g for g in grantees if g != PUBLIC})
-    rows = connection.execute(
-        text(
-            "SELECT r, g, pg_has_role(r, g, 'USAGE') "
-            "FROM unnest(CAST(:roles AS text[])) r, unnest(CAST(:grantees AS text[])) g"
-        ),
-        {"roles": list(roles), "grantees": named},
-    ).all()
-    found = {(r, g): bool(has) for r, g, has in rows}
+    found = access.role_membership(connection, roles, {g for g in grantees if g != PUBLIC})
     found.update({(r, PUBLIC): True for r in roles})
     return found
 
