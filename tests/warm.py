@@ -25,6 +25,7 @@ exit status.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import io
 import json
@@ -291,7 +292,10 @@ def serve(address: str) -> None:
         try:
             connection, _ = listener.accept()
         except TimeoutError:
-            if os.getppid() != parent:  # the test process is gone (killed, crashed)
+            if os.getppid() != parent:  # the test process is gone without stopping us
+                with contextlib.suppress(OSError):  # (xdist workers skip atexit)
+                    os.unlink(address)
+                    os.rmdir(os.path.dirname(address))
                 return
             continue
         if os.fork() == 0:
