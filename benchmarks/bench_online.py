@@ -67,6 +67,7 @@ MONITOR_APP = "bench monitor"
 PROJECT_APP_PATTERN = "chatdb%"  # alembic names its session 'chatdb migrate'
 
 KINDS = ("read", "update", "insert")
+SLOW_OP_MS = 50  # the report counts client operations slower than this
 OPERATIONS = {
     # The columns an API built for the older table reads (it does not know customer_id).
     "read": "SELECT id, website_id, customer_name, customer_phone, status, unread_owner, "
@@ -475,20 +476,14 @@ STEP_NAMES: list[tuple[str, Callable[[re.Match[str]], str]]] = [
         lambda m: f"ALTER TABLE {m[1]} {m[2]}",
     ),
     (
-        r"^UPDATE \S*chat_conversations SET customer_id = .* WHERE id = ANY",
-        lambda m: "sweep: UPDATE batches of rows written with NULL",
+        r"^WITH done AS \(UPDATE (\S+) SET ",
+        lambda m: f"backfill of {m[1].split('.')[-1]}: UPDATE batches of pages",
     ),
-    (r"^UPDATE \S*chat_conversations SET customer_id = ", lambda m: "backfill: UPDATE batches"),
-    (
-        r"^WITH batch AS \(.*\bUPDATE \S*chat_conversations SET customer_id = ",
-        lambda m: "backfill: UPDATE batches",
-    ),
+    (r"^UPDATE \S*chat_conversations SET customer_id = ", lambda m: "backfill: one UPDATE"),
     (
         r"^DO .*\bUPDATE \S*chat_conversations SET customer_id = ",
         lambda m: "backfill: one UPDATE of every NULL row (DO block)",
     ),
-    (r"\bAS bound\b", lambda m: "backfill: batch bounds (SELECT ... OFFSET)"),
-    (r"\bAS null_id\b", lambda m: "sweep: search for rows written with NULL"),
     (r"pg_(?:try_)?advisory_lock", lambda m: "migration lock"),
 ]
 STEP_RULES = [(re.compile(pattern, re.IGNORECASE), name) for pattern, name in STEP_NAMES]
@@ -626,6 +621,7 @@ def report(arm: Arm, args: argparse.Namespace, *, steps: bool) -> None:
         print(f"  monitor failed            {arm.monitor_error}")
     if steps:
         report_steps(arm, args)
+    report_slow_ops(arm)
     report_worst_op(arm)
 
 
@@ -666,6 +662,25 @@ def report_steps(arm: Arm, args: argparse.Namespace) -> None:
         print(f"    {line}")
     if not timed:
         print("    (none)")
+
+
+def report_slow_ops(arm: Arm, over_ms: float = SLOW_OP_MS) -> None:
+    """How many client operations took over ``over_ms``, by what the migration was running
+    when each started: whether a stall is one outlier or a pattern of a step."""
+    slow = [op for op in arm.during() if op.latency_ms > over_ms]
+    where: dict[str, list[Op]] = {}
+    for op in slow:
+        statement = running_at(arm.statements, op.start)
+        if statement is None:
+            label = "no sampled statement running"
+        else:
+            label = step_name(statement) or shortened(describe(statement), 80)
+        where.setdefault(label, []).append(op)
+    print(f"  client ops over {over_ms:g} ms     {len(slow):5d}")
+    for label, ops in sorted(where.items(), key=lambda item: -len(item[1])):
+        starts = ", ".join(f"+{op.start - arm.window[0]:.2f} s" for op in ops[:6])
+        more = ", ..." if len(ops) > 6 else ""
+        print(f"    {len(ops):5d} during {label} (starting at {starts}{more})")
 
 
 def report_worst_op(arm: Arm) -> None:

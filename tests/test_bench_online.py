@@ -79,8 +79,12 @@ def test_bench_online_reports_both_arms_steps_and_the_worst_operation():
     assert "chat_conversations: online path" in project
     assert "steps of the run, from " in project
     assert "a statement shorter than that is often missed" in project
-    step_line = r"^\s+\+\d+\.\d\d s\s+\d+\.\d{3}\s+\d+\.\d%  backfill: UPDATE batches"
+    step_line = (
+        r"^\s+\+\d+\.\d\d s\s+\d+\.\d{3}\s+\d+\.\d%  "
+        r"backfill of chat_conversations: UPDATE batches of pages"
+    )
     assert re.search(step_line, project, re.MULTILINE)
+    assert re.search(r"^  client ops over 50 ms +\d+$", project, re.MULTILINE)
     assert "CREATE INDEX CONCURRENTLY idx_chat_conversations_customer" in project
     assert "logged by the run (chatdb.deploy lines with ' in <number> s'):" in project
     assert re.search(r"^  worst op started during   (read|update|insert) ", project, re.MULTILINE)
@@ -107,7 +111,7 @@ def test_lines_logged_with_a_duration_are_picked_from_chatdb_deploy_only():
     timed = load_benchmark().TIMED_LOG_LINE
     assert timed.search(
         "INFO  [chatdb.deploy.online] online: chat_conversations: fill customer_id in batches "
-        "of rows (one pass over the table) in 1.25 s"
+        "of pages (one pass over the table) in 1.25 s"
     )
     assert timed.search("INFO  [chatdb.deploy] migration lock taken in 0 s (waited for none)")
     assert not timed.search("INFO  [chatdb.deploy.online] backfilled 10 rows in 2 batches")
@@ -122,14 +126,13 @@ def test_statements_group_into_steps_named_batched_and_by_transaction():
     def statement(query: str, start: float, end: float, xact: float | None):
         return bench.Statement(pid=1, start=start, query=query, xact_start=xact, ended=end)
 
-    def batch(bound: str) -> str:
+    def batch(first: int) -> str:
         """A backfill batch as chatdb.deploy.online.steps.BackfillGroup sends it."""
         return (
-            "WITH batch AS (SELECT c.id AS batch_id FROM public.chat_conversations c "
-            f"WHERE {bound}((customer_id IS NULL)) ORDER BY c.id LIMIT 1000), "
-            "done AS (UPDATE public.chat_conversations SET customer_id = x FROM batch "
-            "WHERE id = batch.batch_id AND ((customer_id IS NULL)) RETURNING id) "
-            "SELECT max(id::text), count(*) FROM done"
+            "WITH done AS (UPDATE public.chat_conversations SET customer_id = x "
+            f"WHERE ctid >= format('(%s,0)', CAST({first} AS bigint))::tid "
+            f"AND ctid < format('(%s,0)', CAST({first + 16} AS bigint))::tid "
+            "AND ((customer_id IS NULL)) RETURNING 1) SELECT count(*) FROM done"
         )
 
     statements = [
@@ -139,9 +142,9 @@ def test_statements_group_into_steps_named_batched_and_by_transaction():
         statement("ALTER TABLE public.t ENABLE ROW LEVEL SECURITY", 1.4, 1.5, 0.2),
         statement("COMMIT", 1.6, 1.7, 0.2),
         statement("SET lock_timeout = '50ms'", 1.8, 1.8, None),
-        statement(batch(""), 2.0, 2.1, 2.0),
-        statement("SELECT c.id::text AS bound FROM t c", 2.2, 2.3, 2.2),
-        statement(batch("c.id > '1' AND "), 2.4, 2.7, 2.4),
+        statement(batch(0), 2.0, 2.1, 2.0),
+        statement("SELECT 1", 2.2, 2.3, 2.2),
+        statement(batch(16), 2.4, 2.7, 2.4),
         statement("-- squawk-ignore r -- why\nCREATE INDEX CONCURRENTLY i ON t (c)", 3.0, 4.0, 3.0),
         statement("BEGIN", 4.1, 4.1, 4.1),
         statement("UPDATE alembic_version SET version_num='008'", 4.2, 4.3, 4.1),
@@ -152,13 +155,13 @@ def test_statements_group_into_steps_named_batched_and_by_transaction():
         "transaction begun at +0.20 s (its other statements)",
         "CREATE INDEX idx_a",
         "other short statements (session setup, SET, catalog reads)",
-        "backfill: UPDATE batches",
-        "backfill: batch bounds (SELECT ... OFFSET)",
+        "backfill of chat_conversations: UPDATE batches of pages",
         "CREATE INDEX CONCURRENTLY i",
         "final transaction (its other statements)",
     ]
-    assert len(steps["backfill: UPDATE batches"].statements) == 2
-    assert round(steps["backfill: UPDATE batches"].seconds, 6) == 0.4
+    backfill = steps["backfill of chat_conversations: UPDATE batches of pages"]
+    assert len(backfill.statements) == 2
+    assert round(backfill.seconds, 6) == 0.4
     assert round(bench.covered(statements, 0.0, 5.0), 6) == 2.9
     assert bench.running_at(statements, 3.5).query.endswith("ON t (c)")
     assert bench.running_at(statements, 2.8) is None

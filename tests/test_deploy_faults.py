@@ -437,7 +437,7 @@ def test_the_server_crashes_during_the_online_backfill(crashable, crash_db):
     crashable.start()
     assert re.fullmatch(
         r"FAILED: The server went away during the online step chat_conversations: fill "
-        rf"customer_id in batches of rows \(one pass over the table\) {GONE}; the online work "
+        rf"customer_id in batches of pages \(one pass over the table\) {GONE}; the online work "
         r"committed before it is kept \(each online statement, and each batch of a backfill, "
         r"commits as it goes\): " + re.escape(RERUN),
         deploy.failure,

@@ -302,6 +302,55 @@ def test_without_customer_phone_both_paths_use_the_formula_without_it(make_db):
     assert all(c.startswith("customer_unknown_") for c in customer_ids)
 
 
+def test_rows_clients_move_while_the_backfill_walks_the_pages_are_filled_as_well(make_db):
+    """The backfill walks the table's pages in order (ctid ranges), and a client's UPDATE
+    writes a row's new version elsewhere: behind the walk, or past the last page it
+    reads. Each column the pass fills has a helper trigger that fills a row as a client
+    writes it, including a column with a condition of its own and no NOT NULL after it
+    (012's message_type: NULL or ''). If this fails, rows that clients touched during a
+    deploy keep the values the revision replaces, which the hand-run UPDATE would not
+    have left: look at chatdb.deploy.online.steps.install_fill_trigger."""
+    db = make_db(rows=200)
+    db.conn.execute(
+        "INSERT INTO chat_messages (conversation_id, sender_type, content, message_type) "
+        "SELECT c.id, 'customer', 'hello ' || n, NULL "
+        "FROM generate_series(1, 3000) n, LATERAL (SELECT id FROM chat_conversations "
+        "ORDER BY id OFFSET n % 200 LIMIT 1) c"
+    )
+    pages = db.scalar("SELECT pg_relation_size('chat_messages') / 8192")
+    deploy = Deploy(db.url, *ALWAYS, "-x", "online_batch_pause_ms=100")
+    wait_until(
+        db,
+        "SELECT 1 FROM pg_trigger WHERE tgname = 'chatdb_fill_message_text'",
+        "the helpers of chat_messages' backfill are installed",
+        deploy,
+    )
+    # The walk is at its start: move the rows of the last pages, still to fill.
+    with psycopg.connect(db.url) as client:
+        moved = [
+            row[0]
+            for row in client.execute(
+                "SELECT id FROM chat_messages WHERE message_type IS NULL "
+                f"AND ctid >= '({pages - 3},0)' FOR UPDATE"
+            )
+        ]
+        client.execute(
+            "UPDATE chat_messages SET sender_name = 'moved' WHERE id = ANY(%s)", (moved,)
+        )
+    assert deploy.finish() == 0, deploy.log
+    assert moved
+    left = db.scalar(
+        "SELECT count(*) FROM chat_messages WHERE message_type IS NULL OR message_type = '' "
+        "OR message_text IS NULL"
+    )
+    assert left == 0, f"{left} messages kept their old values"
+    assert db.scalar(
+        "SELECT bool_and(message_type = 'text' AND message_text = content) FROM chat_messages "
+        "WHERE id = ANY(%s)",
+        (moved,),
+    )
+
+
 # --------------------------------------------------------------------------- interrupted runs
 
 
@@ -378,7 +427,7 @@ def test_an_error_fails_the_run_keeps_the_committed_batches_and_a_rerun_finishes
     assert result.returncode != 0
     assert result.stdout.strip() == (
         "FAILED: Migration step (online, before the run's transaction) failed: at "
-        "chat_conversations: fill customer_id in batches of rows (one pass over the table): "
+        "chat_conversations: fill customer_id in batches of pages (one pass over the table): "
         f"refused row {refused}; the online steps committed before it are kept (they commit "
         "one by one): fix the cause and re-run `alembic upgrade head` to finish."
     )

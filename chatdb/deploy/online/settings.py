@@ -19,7 +19,10 @@ DEFAULT_THRESHOLD = 5_000
 # batch's fixed costs (its round trip, its commit) are a small part of it.
 DEFAULT_BATCH_MS = 40
 DEFAULT_FIRST_BATCH = 1_000
-MIN_BATCH, MAX_BATCH = 100, 100_000
+MIN_BATCH, MAX_BATCH = 100, 100_000  # rows
+# Batches are ranges of pages; rows per page come from pg_class, or this when the table
+# was never analyzed (about what a page of chat_conversations holds).
+DEFAULT_ROWS_PER_PAGE = 50
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,13 @@ class OnlineOptions:
             return False
         return estimate >= self.threshold
 
-    def next_batch(self, size: int, seconds: float) -> int:
-        """The size of the next batch, from how long one of ``size`` rows took: aimed at
-        ``batch_ms``, at most doubling or halving at a time."""
+    def next_batch(
+        self, size: int, seconds: float, least: int = MIN_BATCH, most: int = MAX_BATCH
+    ) -> int:
+        """The size of the next batch, from how long one of ``size`` (rows or pages)
+        took: aimed at ``batch_ms``, at most doubling or halving at a time, kept
+        between ``least`` and ``most``."""
         if seconds <= 0:
-            return min(MAX_BATCH, size * 2)
+            return min(most, size * 2)
         wanted = size * (self.batch_ms / 1000) / seconds
-        return int(max(MIN_BATCH, min(MAX_BATCH, size * 2, max(size / 2, wanted))))
+        return int(max(least, min(most, size * 2, max(size / 2, wanted))))
