@@ -10,7 +10,6 @@ clone of its template.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,8 @@ import psycopg
 import pytest
 from pytest_postgresql import factories
 
-from tests import shapes
-from tests.pg import Database, copy_project, database_of
+from tests import shapes, warm
+from tests.pg import Database, command_env, copy_project, database_of
 from tests.shapes import SHAPES
 
 CHATDB = str(Path(sys.executable).with_name("chatdb"))
@@ -101,4 +100,4 @@ def project_copy(tmp_path):
     """The project's migration files in a folder of their own, so that `chatdb up` puts
     its local cluster (.chatdb/) there; the cluster is deleted afterwards."""
     yield copy_project(tmp_path)
-    subprocess.run([CHATDB, "down", "--delete"], cwd=tmp_path, capture_output=True, check=False)
+    warm.run([CHATDB, "down", "--delete"], cwd=tmp_path, env=command_env(None))

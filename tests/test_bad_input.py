@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from chatdb.local.server import free_port
+from tests import warm
 from tests.pg import ROOT, alembic_cli
 
 CHATDB = str(Path(sys.executable).with_name("chatdb"))
@@ -53,9 +54,7 @@ def test_unreachable_server():
 )
 def test_chatdb_up_with_a_bad_database_url(url, code, start):
     env = dict(os.environ, DATABASE_URL=url or f"postgresql://u@127.0.0.1:{free_port()}/db")
-    result = subprocess.run(
-        [CHATDB, "up"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
-    )
+    result = warm.run([CHATDB, "up"], cwd=ROOT, env=env)
     assert result.returncode == code
     assert result.stdout.splitlines()[-1].startswith(start)
     assert "Traceback" not in result.stdout + result.stderr

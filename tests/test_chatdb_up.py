@@ -10,15 +10,15 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from tests import warm
 from tests.pg import ROOT, command_env
 
 CHATDB = str(Path(sys.executable).with_name("chatdb"))
 
 
 def chatdb(cwd: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [CHATDB, *args], cwd=cwd, env=command_env(url), capture_output=True, text=True, check=False
-    )
+    """The real ``chatdb`` command line, run warm (tests/warm.py)."""
+    return warm.run([CHATDB, *args], cwd=cwd, env=command_env(url))
 
 
 def revisions(project: Path) -> list[str]:
