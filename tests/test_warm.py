@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from tests import warm
@@ -62,3 +63,28 @@ def test_a_copy_of_the_project_runs_with_its_own_models(tmp_path):
     result = warm.run([ALEMBIC, "current"], cwd=project, env=environment(), timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(project / "models" / "__init__.py")
+
+
+def test_poll_and_wait_from_two_threads_agree_on_the_exit_status():
+    """tests.deploying.Deploy waits for its command in a reader thread while the test
+    polls it: both must get the exit status, and neither may fail reading it (a race
+    once lost the reader thread, so a deploy never said when it ended)."""
+    for _ in range(20):
+        process = warm.popen([ALEMBIC, "heads"], cwd=ROOT, env=environment())
+        waited: list[int | Exception] = []
+
+        def wait(process=process, waited=waited) -> None:
+            try:
+                waited.append(process.wait(60))
+            except (ValueError, OSError, RuntimeError) as exc:  # the race this is about
+                waited.append(exc)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        polled = None
+        while polled is None:
+            polled = process.poll()
+        waiter.join(60)
+        process.stdout.close()
+        process.stderr.close()
+        assert waited == [polled] == [0], f"wait gave {waited!r}, poll gave {polled!r}"

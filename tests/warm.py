@@ -149,33 +149,47 @@ class Popen:
     ) -> None:
         self.args = argv
         self.returncode: int | None = None
+        # poll() and wait() may be called from two threads at once (a test's loop, and
+        # tests.deploying.Deploy's reader): one of them reads the exit status.
+        self._lock = threading.Lock()
         self._socket = _warm().spawn(Path(argv[0]).name, argv[1:], str(cwd), env, fds)
         self._answers = self._socket.makefile("r", encoding="ascii")
         self.pid = int(self._answers.readline())
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            ready, _, _ = select.select([self._socket], [], [], 0)
-            if ready:
-                self._finish()
+        if self._exited(0):
+            self._finish()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            ready, _, _ = select.select([self._socket], [], [], timeout)
-            if not ready:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
-            self._finish()
+        if not self._exited(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        self._finish()
         assert self.returncode is not None
         return self.returncode
 
+    def _exited(self, timeout: float | None) -> bool:
+        """Whether the exit status is known or waiting to be read (after ``timeout``)."""
+        with self._lock:
+            if self.returncode is not None:
+                return True
+            sock = self._socket
+        try:
+            ready, _, _ = select.select([sock], [], [], timeout)
+        except (OSError, ValueError):  # another thread read the status and closed it
+            return True
+        return bool(ready)
+
     def _finish(self) -> None:
-        answer = self._answers.readline()
-        if not answer:
-            raise RuntimeError(f"the warm process lost {self.args} (pid {self.pid})")
-        self.returncode = int(answer)
-        self._answers.close()
-        self._socket.close()
+        with self._lock:
+            if self.returncode is not None:
+                return
+            answer = self._answers.readline()
+            if not answer:
+                raise RuntimeError(f"the warm process lost {self.args} (pid {self.pid})")
+            self.returncode = int(answer)
+            self._answers.close()
+            self._socket.close()
 
     def communicate(self, input: str | None = None, timeout: float | None = None):
         assert input is None, "warm commands read no input through communicate()"
