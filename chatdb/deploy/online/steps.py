@@ -230,8 +230,7 @@ class BackfillGroup(Step):
     def run(self, ex: Executor, options: OnlineOptions) -> None:
         if not self.kept_in_step:
             for b in self.backfills:
-                if column_exists(ex, self.table, b.column):
-                    install_fill_trigger(ex, self.table, b.column, b.expression, b.condition)
+                install_fill_trigger(ex, self.table, b.column, b.expression, b.condition)
         assignments, conditions = self._assignments(ex)
         if not conditions:
             return
