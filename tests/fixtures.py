@@ -10,19 +10,16 @@ clone of its template.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
 from pytest_postgresql import factories
 
-from tests import shapes, warm
-from tests.pg import Database, command_env, copy_project, database_of
+from tests import shapes
+from tests.convergence import chatdb_run
+from tests.pg import Database, copy_project, database_of
 from tests.shapes import SHAPES
-
-CHATDB = str(Path(sys.executable).with_name("chatdb"))
 
 
 def shape_template(shape: str):
@@ -100,4 +97,4 @@ def project_copy(tmp_path):
     """The project's migration files in a folder of their own, so that `chatdb up` puts
     its local cluster (.chatdb/) there; the cluster is deleted afterwards."""
     yield copy_project(tmp_path)
-    warm.run([CHATDB, "down", "--delete"], cwd=tmp_path, env=command_env(None))
+    chatdb_run("down", "--delete", url=None, cwd=tmp_path)

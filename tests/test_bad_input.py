@@ -1,18 +1,13 @@
 """Issue 2 (i), issue 11 (6): bad input gets one clear line, ``FAILED: ...``, and the exit
 code of its kind (docs/failures.md), from alembic and chatdb alike."""
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from chatdb.local.server import free_port
-from tests import warm
-from tests.pg import ROOT, alembic_cli
-
-CHATDB = str(Path(sys.executable).with_name("chatdb"))
+from tests.convergence import chatdb_run
+from tests.pg import alembic_cli
 
 
 def failure_line(result: subprocess.CompletedProcess, code: int | None = None) -> str:
@@ -53,8 +48,7 @@ def test_unreachable_server():
     ],
 )
 def test_chatdb_up_with_a_bad_database_url(url, code, start):
-    env = dict(os.environ, DATABASE_URL=url or f"postgresql://u@127.0.0.1:{free_port()}/db")
-    result = warm.run([CHATDB, "up"], cwd=ROOT, env=env)
+    result = chatdb_run("up", url=url or f"postgresql://u@127.0.0.1:{free_port()}/db")
     assert result.returncode == code
     assert result.stdout.splitlines()[-1].startswith(start)
     assert "Traceback" not in result.stdout + result.stderr
