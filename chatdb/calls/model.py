@@ -20,7 +20,10 @@ One call a line, words separated by spaces, so that a rescan reads as a diff::
 - ``orders``: ``column.asc`` or ``column.desc``;
 - ``limit``: the row limit, when the call sets one;
 - ``via``: the helper the call goes through, when not a direct chain (a wrapper of
-  the backend that takes the table and the payload, or ``httpx``/``requests``).
+  the backend that takes the table and the payload, or ``httpx``/``requests``);
+- ``retry``: the error codes on which the code drops the column the error names and
+  sends the call again (chat.py's column fallbacks retry on 42703, "column ... does not
+  exist"); a check runs the call as the code would, and says which columns it lost.
 
 ``unresolved`` lines are what a scan found but could not resolve (a table name or a
 payload computed elsewhere), with the reason: nothing is skipped silently.
@@ -35,7 +38,7 @@ from pathlib import Path
 
 OPERATIONS = ("select", "insert", "update", "upsert", "delete")
 WRITING = ("insert", "update", "upsert")
-_KEYS = ("writes", "selects", "filters", "orders", "limit", "via")
+_KEYS = ("writes", "selects", "filters", "orders", "limit", "via", "retry")
 _WHERE = re.compile(r"^(?P<path>\S+):(?P<line>\d+)$")
 UNRESOLVED = "unresolved"
 
@@ -77,6 +80,7 @@ class Call:
     orders: tuple[Order, ...] = ()
     limit: int | None = None
     via: str = ""
+    retry: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -104,6 +108,8 @@ class Call:
             words.append(f"limit={self.limit}")
         if self.via:
             words.append(f"via={self.via}")
+        if self.retry:
+            words.append(f"retry={','.join(self.retry)}")
         return " ".join(words)
 
     @classmethod
@@ -138,6 +144,7 @@ class Call:
             orders=tuple(_order(word) for word in split("orders")),
             limit=int(values["limit"]) if "limit" in values else None,
             via=values.get("via", ""),
+            retry=split("retry"),
         )
 
 
