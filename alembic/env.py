@@ -5,8 +5,9 @@ timeouts and lock retries, and failures in ``chatdb.deploy.runtime`` (see
 docs/deploying.md); the online path for large tables, the data-loss and access
 guards in ``chatdb.deploy.run``; the PostgREST reload in ``chatdb.deploy.reload``; what
 autogenerate compares in ``chatdb.schema.autogen``. Options come from ``-x key=value``
-(checked by ``chatdb.deploy.options``: a mistyped name stops the run) and the
-environment (DATABASE_URL, PGRST_DB_CHANNEL).
+and the environment (DATABASE_URL, PGRST_DB_CHANNEL), read once into one
+``RunOptions`` (``chatdb.deploy.run_options``: a mistyped name or value stops the run)
+that every part of the run gets from here.
 """
 
 import io
@@ -15,9 +16,9 @@ from logging.config import fileConfig
 from alembic import context
 
 from chatdb import failures
-from chatdb.deploy import locking, online, options, runtime  # noqa: F401 - online: operations
-from chatdb.deploy.online.settings import OnlineOptions
+from chatdb.deploy import locking, online, runtime  # noqa: F401 - online: operations
 from chatdb.deploy.reload import ReloadHook
+from chatdb.deploy.run_options import RunOptions
 from chatdb.schema import autogen
 from models import Base
 
@@ -29,7 +30,7 @@ if config.config_file_name and config.attributes.get("configure_logger", True):
 def run_migrations_offline() -> None:
     """``--sql``: write the script. It starts with the run's timeouts and ends with the
     reload NOTIFY when it applies anything."""
-    OnlineOptions.from_x(x_args).refuse_offline()
+    run_options.online.refuse_offline()
     context.configure(
         url=runtime.offline_url(),
         literal_binds=True,
@@ -37,7 +38,7 @@ def run_migrations_offline() -> None:
         **common_options,
     )
     with context.begin_transaction():
-        for statement in locking.timeout_statements(locking.DeployOptions.from_x(x_args)):
+        for statement in locking.timeout_statements(run_options.deploy):
             context.execute(statement)
         context.run_migrations()
         reload_hook.send_if_applied(context)
@@ -59,7 +60,7 @@ def run_migrations_online() -> None:
     last statement of the attempt that commits, and chatdb up reads that attempt's hook."""
 
     def attempt(connection, run) -> None:
-        hook = config.attributes["reload_hook"] = ReloadHook.from_options(x_args)
+        hook = config.attributes["reload_hook"] = ReloadHook.from_options(run_options)
         run.prepare(context)
         context.configure(
             connection=connection,
@@ -73,17 +74,18 @@ def run_migrations_online() -> None:
             hook.send_if_applied(context)  # delivered at commit, never on a rollback
             run.before_commit()
 
-    runtime.run_online(config.attributes, x_args, attempt)
+    runtime.run_online(config.attributes, run_options, attempt)
     config.attributes["reload_hook"].report_sent()
 
 
 with failures.exit_codes(config):
-    x_args = options.canonical(context.get_x_argument(as_dictionary=True))
-    reload_hook = ReloadHook.from_options(x_args)
+    run_options = RunOptions.from_x(context.get_x_argument(as_dictionary=True))
+    reload_hook = ReloadHook.from_options(run_options)
     config.attributes["reload_hook"] = reload_hook
     common_options = dict(
         target_metadata=Base.metadata,
         on_version_apply=reload_hook.on_version_apply,
+        chatdb_options=run_options,
         **autogen.configure_options(),
     )
     if context.is_offline_mode():

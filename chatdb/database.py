@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import create_engine, pool
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from chatdb.failures import BadInput, CannotConnect, connection_failure
@@ -72,6 +72,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Target:
     if is_the_local_cluster(url, cluster):
         return Target(url, f"{FROM_ENV}: {LOCAL}", cluster)
     return Target(url, FROM_ENV)
+
+
+def engine_target(engine: Engine) -> Target:
+    """The database of an Engine an embedding tool passes (pytest-alembic)."""
+    url = engine.url.set(drivername="postgresql+psycopg2")  # the driver the runtime reads
+    return Target(url, "from the Engine in config.attributes['connection']")
 
 
 def local_target(cluster: Cluster) -> Target:

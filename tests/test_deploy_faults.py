@@ -27,6 +27,7 @@ from chatdb.deploy import session
 from chatdb.deploy.locking import LOCK_KEY
 from chatdb.deploy.reload import notify_statement
 from chatdb.deploy.run import Run
+from chatdb.deploy.run_options import RunOptions
 from chatdb.deploy.runtime import lost_server
 from chatdb.local.server import Cluster, as_server_user, bindir
 from chatdb.project import alembic_config
@@ -508,7 +509,7 @@ def test_a_connection_lost_at_the_notify_or_the_commit_says_what_that_means(make
             with pytest.raises(DBAPIError) as lost:
                 connection.exec_driver_sql(notify_statement("pgrst"))
             assert session.is_disconnect(lost.value)
-            run = Run(connection, {})
+            run = Run(connection, RunOptions())
             run.stage = "commit"
             at_notify = lost_server(lost.value, run, "upgrade 004 -> 008")
             lost.value.statement = None  # as when COMMIT itself fails

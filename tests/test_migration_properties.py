@@ -5,8 +5,9 @@ the migrations build.
 
 Written with Alembic's own API rather than pytest-alembic: pytest-alembic 0.13.1 breaks
 the collection of the whole suite under pytest 9 (its collector sets a node id attribute
-pytest 9 no longer has, even without --test-alembic), and its runner hands env.py an
-Engine where chatdb.deploy.runtime takes a Connection.
+pytest 9 no longer has, even without --test-alembic). Its runner hands env.py an Engine,
+which env.py accepts (tests/test_embedding.py), so a team on a pytest it supports can
+point pytest-alembic at this project.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ import pytest
 from alembic.util import CommandError
 
 from chatdb.deploy.reload import ReloadHook, notify_statement, quote_channel
+from chatdb.deploy.run_options import RunOptions
 from tests.deploying import dump
 from tests.pg import alembic_cli, listening, migrate
 
@@ -19,24 +20,27 @@ def test_channel_is_quoted_only_when_needed():
     assert quote_channel('a"b') == '"a""b"'
 
 
+def hook(x_args: dict[str, str], environ: dict[str, str]) -> ReloadHook:
+    """The hook as env.py makes it: from the run's options, read from ``-x`` and the
+    environment."""
+    return ReloadHook.from_options(RunOptions.from_x(x_args, environ))
+
+
 def test_notify_statement():
     assert notify_statement("pgrst") == "NOTIFY pgrst, 'reload schema'"
 
 
 def test_channel_option_beats_environment_beats_default():
-    assert ReloadHook.from_options({}, {}).channel == "pgrst"
-    assert ReloadHook.from_options({}, {"PGRST_DB_CHANNEL": "env_ch"}).channel == "env_ch"
-    assert (
-        ReloadHook.from_options({"pgrst_channel": "x_ch"}, {"PGRST_DB_CHANNEL": "env_ch"}).channel
-        == "x_ch"
-    )
+    assert hook({}, {}).channel == "pgrst"
+    assert hook({}, {"PGRST_DB_CHANNEL": "env_ch"}).channel == "env_ch"
+    assert hook({"pgrst_channel": "x_ch"}, {"PGRST_DB_CHANNEL": "env_ch"}).channel == "x_ch"
 
 
 def test_reload_can_be_turned_off_and_rejects_unknown_words():
-    assert ReloadHook.from_options({"pgrst_reload": "false"}, {}).enabled is False
-    assert ReloadHook.from_options({"pgrst_reload": "ON"}, {}).enabled is True
+    assert hook({"pgrst_reload": "false"}, {}).enabled is False
+    assert hook({"pgrst_reload": "ON"}, {}).enabled is True
     with pytest.raises(CommandError, match="pgrst_reload='maybe' is not a boolean"):
-        ReloadHook.from_options({"pgrst_reload": "maybe"}, {})
+        hook({"pgrst_reload": "maybe"}, {})
 
 
 def test_unknown_reload_word_is_one_line_from_the_cli():

@@ -20,15 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alembic import context
 from sqlalchemy import text
 
-from chatdb.deploy import options
+from chatdb.deploy import run_options
 from chatdb.failures import Refused
 
 log = logging.getLogger("chatdb.deploy.data_loss")
 
-OVERRIDE = "allow_data_loss"
+OVERRIDE = run_options.ALLOW_DATA_LOSS
 
 
 @dataclass(frozen=True)
@@ -105,8 +104,8 @@ def _recorder(migration_context: Any) -> Recorder | None:
     return migration_context.opts.get("chatdb_data_loss")
 
 
-def _allowed() -> bool:
-    return options.flag(options.canonical(context.get_x_argument(as_dictionary=True)), OVERRIDE)
+def _allowed(migration_context: Any) -> bool:
+    return run_options.of_context(migration_context).allow_data_loss
 
 
 def before_dropping_tables(
@@ -116,7 +115,7 @@ def before_dropping_tables(
     those whose comment it is) and record them; with ``--sql``, write the guard.
     ``migration_context``: ``op.get_context()`` in a revision."""
     if migration_context.as_sql:
-        if not _allowed():
+        if not _allowed(migration_context):
             migration_context.impl.execute(guard_sql([(t, None) for t in tables], marker))
         return
     connection = migration_context.bind
@@ -131,7 +130,7 @@ def before_dropping_tables(
 def before_dropping_column(migration_context: Any, table: str, column: str) -> None:
     """Count the values (non-NULL) of ``table.column`` and record them."""
     if migration_context.as_sql:
-        if not _allowed():
+        if not _allowed(migration_context):
             migration_context.impl.execute(guard_sql([(table, column)], None))
         return
     connection = migration_context.bind
@@ -150,7 +149,7 @@ def before_dropping_column(migration_context: Any, table: str, column: str) -> N
 def _record(migration_context: Any, found: list[tuple[str, str | None, int]]) -> None:
     recorder = _recorder(migration_context)
     if recorder is None:  # outside a run of this project's env.py: refuse at once
-        recorder = Recorder(allowed=_allowed())
+        recorder = Recorder(allowed=_allowed(migration_context))
         for table, column, held in found:
             recorder.record(table, column, held)
         recorder.check()

@@ -1,4 +1,5 @@
-"""The ``-x key=value`` options of a run, read strictly.
+"""The ``-x key=value`` options of a run, read strictly (one object of them all:
+:class:`chatdb.deploy.run_options.RunOptions`).
 
 A mistyped option must stop the run before it connects, with one sentence naming
 it: a silently ignored ``-x lock_timout=5s`` (or ``-x lock_timeout=5``: 5 what?) is
@@ -26,6 +27,7 @@ KNOWN: dict[str, str] = {
     "allow_transaction_pooler": "run on port 6543 anyway (false)",
     "allow_data_loss": "let a run drop tables or columns that hold values (false)",
     "allow_wider_access": "let a run widen what anon or authenticated can do (false)",
+    "allow_breaking_calls": "let a run break a call the backend makes (false)",
     "pgrst_channel": "the channel of the PostgREST reload NOTIFY (pgrst)",
     "pgrst_reload": "send the PostgREST reload NOTIFY (true)",
     "online": "online path for large tables: auto, always or never (auto)",

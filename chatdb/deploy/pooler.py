@@ -10,11 +10,8 @@ the session pooler (port 5432 of the pooler host).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from sqlalchemy.engine import URL
 
-from chatdb.deploy.options import flag
 from chatdb.failures import BadInput
 from chatdb.urls import mask_url
 
@@ -22,9 +19,10 @@ TRANSACTION_POOLER_PORT = 6543
 OVERRIDE = "allow_transaction_pooler"
 
 
-def refuse_transaction_pooler(url: URL, x_args: Mapping[str, str]) -> None:
-    """Raise BadInput for a URL on port 6543 unless ``-x allow_transaction_pooler=true``."""
-    if url.port != TRANSACTION_POOLER_PORT or flag(x_args, OVERRIDE):
+def refuse_transaction_pooler(url: URL, allowed: bool) -> None:
+    """Raise BadInput for a URL on port 6543 unless ``-x allow_transaction_pooler=true``
+    (``allowed``)."""
+    if url.port != TRANSACTION_POOLER_PORT or allowed:
         return
     raise BadInput(
         f"DATABASE_URL ({mask_url(url.set(drivername='postgresql'))}) uses port "

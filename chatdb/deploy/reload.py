@@ -8,7 +8,7 @@ failed run sends nothing, a successful one exactly one notification.
 
 Use from env.py::
 
-    hook = ReloadHook.from_options(x_args, os.environ)
+    hook = ReloadHook.from_options(run_options)  # chatdb.deploy.run_options.RunOptions
     context.configure(..., on_version_apply=hook.on_version_apply)
     with context.begin_transaction():
         context.run_migrations()
@@ -19,18 +19,14 @@ Use from env.py::
 from __future__ import annotations
 
 import logging
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatdb.deploy import options
+from chatdb.deploy.run_options import DEFAULT_CHANNEL, RunOptions
 
 log = logging.getLogger("chatdb.deploy.reload")
 
-DEFAULT_CHANNEL = "pgrst"
-CHANNEL_ENV = "PGRST_DB_CHANNEL"
 PAYLOAD = "reload schema"
 _SIMPLE_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
@@ -57,14 +53,10 @@ class ReloadHook:
     sent: bool = False
 
     @classmethod
-    def from_options(
-        cls, x_args: Mapping[str, str], environ: Mapping[str, str] | None = None
-    ) -> ReloadHook:
-        """Build from ``-x pgrst_channel=..``/``-x pgrst_reload=..`` and PGRST_DB_CHANNEL."""
-        environ = os.environ if environ is None else environ
-        channel = x_args.get("pgrst_channel") or environ.get(CHANNEL_ENV) or DEFAULT_CHANNEL
-        enabled = options.flag(x_args, "pgrst_reload", default=True)
-        return cls(channel=channel, enabled=enabled)
+    def from_options(cls, run_options: RunOptions) -> ReloadHook:
+        """Built from ``-x pgrst_channel=..``/``-x pgrst_reload=..`` and PGRST_DB_CHANNEL,
+        as RunOptions read them."""
+        return cls(channel=run_options.pgrst_channel, enabled=run_options.pgrst_reload)
 
     def on_version_apply(self, *, step: Any, **_: Any) -> None:
         """Alembic's on_version_apply callback: remember each applied (not stamped) step."""

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from chatdb.deploy import batching, data_loss, locking, options, session, widening
+from chatdb.deploy import batching, data_loss, session, widening
 from chatdb.deploy.online import prepare
 from chatdb.deploy.online.executor import Executor, OnlineStepFailed
-from chatdb.deploy.online.settings import OnlineOptions
 from chatdb.deploy.online.state import DEPLOY, PLAN, RunState
 from chatdb.deploy.online.steps import qualified
+from chatdb.deploy.run_options import RunOptions
 from chatdb.failures import first_line
 
 log = logging.getLogger("chatdb.deploy.run")
@@ -45,7 +45,7 @@ class Run:
     def __init__(
         self,
         connection: Connection,
-        x_args: Mapping[str, str],
+        options: RunOptions,
         *,
         plan: Any = None,
         current_step: Callable[[], str | None] = lambda: None,
@@ -53,13 +53,14 @@ class Run:
         open_watcher: Callable[[], Any] | None = None,
     ) -> None:
         self.connection = connection
-        self.deploy_options = locking.DeployOptions.from_x(x_args)
+        self.options = options
+        self.deploy_options = options.deploy
         self.current_step, self.set_step = current_step, set_step
         self.batch: batching.StatementBatch | None = None
         self.plan = plan
-        self.online = RunState(connection, OnlineOptions.from_x(x_args), plan_only=plan is not None)
-        self.data_loss = data_loss.Recorder(options.flag(x_args, data_loss.OVERRIDE), current_step)
-        self.access = widening.Guard(options.flag(x_args, widening.OVERRIDE))
+        self.online = RunState(connection, options.online, plan_only=plan is not None)
+        self.data_loss = data_loss.Recorder(options.allow_data_loss, current_step)
+        self.access = widening.Guard(options.allow_wider_access)
         self.executor = Executor(connection, open_watcher=open_watcher)
         self.active = False
         # Where the attempt is, for a failure's sentence: prepare (reading, before pass 1),

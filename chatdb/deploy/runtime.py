@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, pool
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from chatdb import database
@@ -25,6 +25,7 @@ from chatdb.database import APPLICATION_NAME, Target, connect_args, connected
 from chatdb.deploy import locking, session
 from chatdb.deploy.pooler import refuse_transaction_pooler
 from chatdb.deploy.run import Run
+from chatdb.deploy.run_options import RunOptions
 from chatdb.failures import RolledBack, StoppedPartWay, first_line, statement_failure
 from chatdb.urls import ENV_VAR, DatabaseUrlError, database_url_from_env
 
@@ -89,25 +90,32 @@ def named_base(short_log: str) -> str:
 
 def run_online(
     attributes: dict[str, Any],
-    x_args: dict[str, str],
+    options: RunOptions,
     attempt: Callable[[Connection, Run], T],
 ) -> T:
     """Run ``attempt`` (prepare, configure, one transaction, run_migrations) safely; see
     the module docstring. Failures become a :class:`chatdb.failures.Failure` of one
     sentence, of their kind.
 
-    A connection passed in ``config.attributes["connection"]`` (tests, embedding
-    tools) is used as it is, once: its owner manages locks and transactions. The
-    database is ``config.attributes["target"]`` (a :class:`chatdb.database.Target`:
-    chatdb up passes the local cluster), else DATABASE_URL.
+    ``config.attributes["connection"]`` may hold what an embedding tool passes: a
+    Connection (tests, Alembic's cookbook) is used as it is, once: its owner manages
+    locks and transactions; an Engine (pytest-alembic's convention) names the database,
+    which the run then connects to as a deploy does (migration lock, timeouts, retries).
+    Otherwise the database is ``config.attributes["target"]`` (a
+    :class:`chatdb.database.Target`: chatdb up passes the local cluster), else
+    DATABASE_URL.
     """
     given = attributes.get("connection")
-    if given is not None:
-        return attempt(given, Run(given, x_args))
-    opts = locking.DeployOptions.from_x(x_args)
-    target: Target = attributes.get("target") or database.from_env()
+    if isinstance(given, Connection):
+        return attempt(given, Run(given, options))
+    opts = options.deploy
+    target: Target = (
+        database.engine_target(given)
+        if isinstance(given, Engine)
+        else attributes.get("target") or database.from_env()
+    )
     url = target.url
-    refuse_transaction_pooler(url, x_args)
+    refuse_transaction_pooler(url, options.allow_transaction_pooler)
     running = RunningStep()
     runs: list[Run] = []
 
@@ -115,7 +123,7 @@ def run_online(
         running.step = None
         run = Run(
             connection,
-            x_args,
+            options,
             plan=attributes.get("plan"),
             current_step=lambda: running.step,
             set_step=lambda step: setattr(running, "step", step),
