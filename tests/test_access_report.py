@@ -28,7 +28,7 @@ import models
 from chatdb.inspect import access
 from chatdb.project import alembic_config
 from chatdb.schema import access_report
-from chatdb.schema.autogen import chat_tables_of
+from chatdb.schema.objects import chat_tables_of
 from models.entities import Grant, Policy
 from tests import test_autogenerate as ag
 from tests.pg import ALEMBIC

@@ -42,6 +42,7 @@ import models
 from chatdb import failures
 from chatdb.project import alembic_config
 from chatdb.schema import autogen
+from chatdb.schema.objects import ObjectOp
 from models.entities import Declared
 from tests import warm
 from tests.deploying import dump
@@ -110,8 +111,8 @@ def diffs(script) -> list[tuple]:
     return script.upgrade_ops.as_diffs()
 
 
-def object_ops(script) -> list[autogen.ObjectOp]:
-    return [op for op in script.upgrade_ops.ops if isinstance(op, autogen.ObjectOp)]
+def object_ops(script) -> list[ObjectOp]:
+    return [op for op in script.upgrade_ops.ops if isinstance(op, ObjectOp)]
 
 
 def run_sql(db, statements: list[str]) -> None:

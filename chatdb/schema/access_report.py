@@ -41,6 +41,7 @@ from sqlalchemy.exc import DBAPIError
 from chatdb.failures import first_line
 from chatdb.inspect import access
 from chatdb.inspect.normalize import Normalizer
+from chatdb.schema.objects import ObjectOp, chat_tables_of
 from models.entities import TABLE_PRIVILEGES, Declared, Policy, normalise_sql
 
 # The logger of autogenerate, so that these lines read as part of it.
@@ -127,8 +128,6 @@ def add_to_revision(context: Any, script: Any) -> None:
     """Called for a new revision (``process_revision_directives``): when it touches
     policies, grants or row level security, log the report and put it on top of
     upgrade()."""
-    from chatdb.schema.autogen import chat_tables_of
-
     upgrade_ops = script.upgrade_ops
     changes = access_changes(upgrade_ops)
     if not changes:
@@ -150,10 +149,8 @@ def add_to_revision(context: Any, script: Any) -> None:
 
 
 def access_changes(upgrade_ops: Any) -> list[Any]:
-    """The changes (:class:`chatdb.schema.autogen.Change`) of policies, grants and row
+    """The changes (:class:`chatdb.schema.objects.Change`) of policies, grants and row
     level security among ``upgrade_ops``, each once."""
-    from chatdb.schema.autogen import ObjectOp
-
     changes: list[Any] = []
     for op in upgrade_ops.ops:
         if (
@@ -190,7 +187,7 @@ def access_report(
 ) -> Report:
     """The cells of anon and authenticated that the declared objects change on the
     models' chat tables, and a warning for each policy change that changes none.
-    ``changes`` are the revision's :class:`chatdb.schema.autogen.Change` objects."""
+    ``changes`` are the revision's :class:`chatdb.schema.objects.Change` objects."""
     try:
         before, after = predict(connection, declared, chat_tables)
     except access.AccessError as exc:

@@ -43,12 +43,9 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-from alembic.autogenerate import renderers
 from alembic.operations import ops as alembic_ops
-from alembic.operations.ops import MigrateOperation
 from alembic.runtime.plugins import Plugin
 from alembic.util import DispatchPriority, PriorityDispatchResult
 from sqlalchemy import Index, text
@@ -57,11 +54,20 @@ from sqlalchemy.dialects import postgresql
 from chatdb.failures import BadInput, DiffsDetected
 from chatdb.inspect import live as live_catalog
 from chatdb.inspect.normalize import Normalizer
+from chatdb.schema import access_report
+from chatdb.schema.objects import (
+    AFTER_TABLES,
+    BEFORE_TABLES,
+    CHAT_TABLE_PREFIX,
+    VERSION_TABLE,
+    Change,
+    ObjectOp,
+    chat_tables_of,
+)
+from chatdb.schema.words import describe, one_line
 from models import EXTERNAL_FUNCTIONS, EXTERNAL_TABLES
 from models.entities import Declared, Function, Grant, Policy, normalise_sql, qualified
 
-VERSION_TABLE = "alembic_version"
-CHAT_TABLE_PREFIX = "chat_"
 PLUGIN_NAME = "chatdb.objects"
 
 
@@ -195,8 +201,6 @@ def process_revision_directives(context: Any, revision: Any, directives: list[An
     if len(directives) == 1:
         name_file_by_whole_words(context, script.message)
     if context.connection is not None:
-        from chatdb.schema import access_report
-
         access_report.add_to_revision(context, script)
 
 
@@ -207,8 +211,6 @@ def fail_check_in_words(context: Any, script: Any) -> None:
     diffs = [diff for upgrade_ops in script.upgrade_ops_list for diff in upgrade_ops.as_diffs()]
     if not diffs:
         return
-    from chatdb.inspect.drift import describe, one_line
-
     groups: dict[str, list[str]] = {}
     for upgrade_ops in script.upgrade_ops_list:
         for group, sentences in describe(upgrade_ops).items():
@@ -223,105 +225,12 @@ def fail_check_in_words(context: Any, script: Any) -> None:
 
 # --------------------------------------------------------------------------- operations
 
-BEFORE_TABLES, AFTER_TABLES = 1, 3
 # Order inside each phase: what depends on something comes after it.
 _DROP_ORDER = ("trigger", "policy", "publication", "grant", "row_level_security", "function")
 _CREATE_ORDER = ("function", "row_level_security", "policy", "trigger", "grant", "publication")
 
 
-@dataclass(eq=False)
-class Change:
-    """One difference between the code and the database: a sentence for people, and the
-    operations that remove it."""
-
-    table: str | None  # None for a function
-    kind: str
-    name: str
-    sentence: str
-    ops: list[ObjectOp] = field(default_factory=list)
-
-    def add(self, action: str, phase: int, sql: list[str], undo: list[str]) -> Change:
-        self.ops.append(ObjectOp(action, self.kind, self.table, self.name, sql, undo, phase, self))
-        return self
-
-
-class ObjectOp(MigrateOperation):
-    """SQL that changes one non-table object, with the SQL that undoes it (downgrade).
-
-    Rendered into a revision as ``op.execute(...)`` calls: a revision file stays a
-    self-contained record and never depends on how this module evolves.
-    """
-
-    _reverse_action: ClassVar[dict[str, str]] = {"add": "drop", "drop": "add", "alter": "alter"}
-
-    def __init__(
-        self,
-        action: str,
-        kind: str,
-        table: str | None,
-        name: str,
-        sql: list[str],
-        undo: list[str],
-        phase: int,
-        change: Change | None = None,
-    ) -> None:
-        self.action, self.kind, self.table, self.name = action, kind, table, name
-        self.sql, self.undo, self.phase, self.change = list(sql), list(undo), phase, change
-
-    def reverse(self) -> ObjectOp:
-        return ObjectOp(
-            self._reverse_action[self.action],
-            self.kind,
-            self.table,
-            self.name,
-            self.undo,
-            self.sql,
-            self.phase,
-            self.change,
-        )
-
-    def to_diff_tuple(self) -> tuple[Any, ...]:
-        return (f"{self.action}_{self.kind}", self.table, self.name)
-
-    def describe(self) -> str:
-        where = f" on {self.table}" if self.table else ""
-        label = self.kind.replace("_", " ")
-        name = f'"{self.name}"' if self.kind == "policy" else self.name
-        return " ".join(filter(None, (self.action, label, name))) + where
-
-
-def render_execute(sql: str) -> str:
-    """``op.execute(...)`` of one statement, readable and exact: a statement with both kinds
-    of quotes (a policy name and a string literal) is triple-quoted rather than escaped;
-    a multi-line one (a function) becomes one literal per line, so that indenting the
-    revision never changes the SQL."""
-    if "\n" in sql:
-        lines = "".join(f"    {line!r}\n" for line in sql.splitlines(keepends=True))
-        return f"op.execute(\n{lines})"
-    if '"' in sql and "'" in sql and '"""' not in sql and "\\" not in sql and sql[-1] != '"':
-        return f'op.execute("""{sql}""")'
-    return f"op.execute({sql!r})"
-
-
-@renderers.dispatch_for(ObjectOp)
-def render_object_op(autogen_context: Any, op: ObjectOp) -> list[str]:
-    if not op.sql:  # e.g. the downgrade of a new table's grants: the table goes anyway
-        return []
-    return [f"# {op.describe()}"] + [render_execute(sql) for sql in op.sql]
-
-
 # --------------------------------------------------------------------------- comparison
-
-
-def chat_tables_of(metadata_tables: Any) -> set[str]:
-    """Names of the models' chat tables (the metadata minus other migrations' tables)."""
-    return {
-        table.name
-        for table in metadata_tables
-        if table.schema is None
-        and table.name not in EXTERNAL_TABLES
-        and table.name != VERSION_TABLE
-    }
 
 
 def check_declared(declared: Declared, chat_tables: set[str]) -> None:
