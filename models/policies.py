@@ -1,18 +1,20 @@
-"""Row level security of the chat tables at head: enabled on all three, 004's policies
-that 049 keeps, and 049's two service-role policies.
+"""Row level security of the chat tables at head: enabled on all three, one policy each,
+for the service role.
 
 Revision 049 (the chat part of production's hardening) dropped 004's public policies
 on chat_messages and chat_conversations ("Service role full access to ...", "Anyone
 can ...", and "Customers can view own conversations", which 049's own list missed) and
-scoped what the backend needs TO service_role. chat_participants keeps 004's three
-policies, weak as they are (anon can change and delete every participant; see
-``chatdb access``): 049 left that table alone. A further change is made by editing
-this file and running ``alembic revision --autogenerate``.
+scoped what the backend needs TO service_role. Revision c003 did the same for
+chat_participants and dropped 004's owner policies: nothing legitimate reaches the chat
+tables as anon or authenticated (docs/spec/after-008.md, section 4), so every cell of
+theirs is "none" (``chatdb access``). The backend's service-role key bypasses row level
+security; these policies say whom the tables are for. A further change is made by
+editing this file and running ``alembic revision --autogenerate`` (c003's docstring
+shows how to give owners read access back).
 
 Expressions may be written in any form PostgreSQL accepts: autogenerate, ``alembic
 check`` and ``chatdb drift`` compare them with ``pg_policies`` as PostgreSQL
-understands them (chatdb.inspect.normalize). 004's are kept in the form PostgreSQL
-prints, which needs no round trip through the server at all.
+understands them (chatdb.inspect.normalize).
 """
 
 from models.entities import Policy
@@ -23,7 +25,8 @@ PARTICIPANTS = "chat_participants"
 
 ROW_LEVEL_SECURITY = frozenset({CONVERSATIONS, MESSAGES, PARTICIPANTS})
 
-# The conversation belongs to a website the requesting user owns.
+# The conversation belongs to a website the requesting user owns (004's owner policies,
+# dropped by c003; for a policy that gives owners read access back).
 OWNER_EXPR = (
     "(website_id IN (SELECT websites.id FROM websites WHERE (websites.user_id = auth.uid())))"
 )
@@ -33,8 +36,6 @@ OWNER_EXPR = (
 SERVICE_ROLE_ONLY = "(auth.role() = 'service_role'::text)"
 
 POLICIES = (
-    Policy(CONVERSATIONS, "Owners can view own conversations", "SELECT", OWNER_EXPR),
-    Policy(CONVERSATIONS, "Owners can manage own conversations", "ALL", OWNER_EXPR),
     Policy(
         CONVERSATIONS,
         "Service role manages chat_conversations",
@@ -51,7 +52,12 @@ POLICIES = (
         SERVICE_ROLE_ONLY,
         roles=("service_role",),
     ),
-    Policy(PARTICIPANTS, "Service role full access to participants", "ALL", "true", "true"),
-    Policy(PARTICIPANTS, "Anyone can view participants", "SELECT", "true"),
-    Policy(PARTICIPANTS, "Anyone can manage participants", "ALL", "true", "true"),
+    Policy(
+        PARTICIPANTS,
+        "Service role manages chat_participants",
+        "ALL",
+        SERVICE_ROLE_ONLY,
+        SERVICE_ROLE_ONLY,
+        roles=("service_role",),
+    ),
 )

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from chatdb.inspect.access import ALL, COMMANDS, FILTERED, NONE, REFUSED, read_matrix_from_env
+from chatdb.inspect.access import ALL, COMMANDS, NONE, REFUSED, read_matrix_from_env
 from tests.pg import database_url
 
 OWNER = uuid.UUID("00000000-0000-4000-8000-00000000000a")  # owns the seeded "own" website
@@ -166,20 +166,14 @@ SPEC_MATRIX_AT_008: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
     for (table, command), policies in _POLICY_CELLS_AT_008.items()
 }
 
-# The matrix at head, after revision 049 (the chat part of production's hardening):
-# chat_messages has only "Service role manages chat_messages", TO service_role, so anon
-# and authenticated reach no message; chat_conversations keeps the owner policies, which
-# filter by the website's owner (anon, with no user id, owns nothing); chat_participants
-# keeps 004's policies, as 049 left it. service_role bypasses RLS everywhere.
-_OWNERS_MANAGE = "Owners can manage own conversations"
-_OWNERS_VIEW = "Owners can view own conversations"
+# The matrix at head: after revision 049 (the chat part of production's hardening) and
+# c003, each chat table has one policy, "Service role manages <table>", TO service_role:
+# anon and authenticated (a signed-in owner included) reach no row of any table, and no
+# policy is left for anon's auth.uid() to be NULL in. service_role bypasses RLS.
 _API_CELLS_AT_HEAD: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
-    ("chat_conversations", "SELECT"): (FILTERED, (_OWNERS_MANAGE, _OWNERS_VIEW)),
-    ("chat_conversations", "INSERT"): (FILTERED, (_OWNERS_MANAGE,)),
-    ("chat_conversations", "UPDATE"): (FILTERED, (_OWNERS_MANAGE,)),
-    ("chat_conversations", "DELETE"): (FILTERED, (_OWNERS_MANAGE,)),
-    **{("chat_messages", command): (NONE, ("no policy",)) for command in COMMANDS},
-    **{cell: (ALL, policies) for cell, policies in _PARTICIPANT_CELLS.items()},
+    (table, command): (NONE, ("no policy",))
+    for table in ("chat_conversations", "chat_messages", "chat_participants")
+    for command in COMMANDS
 }
 SPEC_MATRIX: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
     (role, table, command): (ALL, ("BYPASSRLS",)) if role == "service_role" else cell
@@ -199,7 +193,7 @@ def anon_writes(matrix) -> set[tuple[str, str, str]]:
 
 
 SPEC_ANON_WRITES_AT_008 = anon_writes(SPEC_MATRIX_AT_008)  # all six
-SPEC_ANON_WRITES = anon_writes(SPEC_MATRIX)  # chat_participants' UPDATE and DELETE
+SPEC_ANON_WRITES = anon_writes(SPEC_MATRIX)  # none
 
 # A hardened state of revision 008, for tests only: 004's "Service role full access"
 # policies scoped TO service_role, anon's UPDATE/DELETE revoked, and the message trigger

@@ -165,6 +165,9 @@ OLDER_TEXTS = {
 # (d) was written by the backend after FIX A: message_text always, content only where the
 # backend also sends it (the delivery path's system messages, delivery.py:365-372).
 FIX_A_CONTENT = {4: "Sedang dihantar"}
+# (d) also holds messages an older writer stored without a type: a NULL and an empty one,
+# which 012's backfill turns into 'text' (the type MESSAGES gives them).
+FIX_A_TYPES = {7: None, 8: ""}
 # (c): a message written after 049 by today's backend (chat.py:711-728): message_text only.
 NEWER_MESSAGE = Message(9, 1, "customer", CUSTOMER_1, None, "text", "Dah sampai?", False, 240)
 
@@ -418,7 +421,7 @@ def _rows_fix_a(conn: psycopg.Connection) -> None:
                 "conversation_id": conversation_id(m.conversation),
                 "sender_type": m.sender_type,
                 "sender_id": m.sender_id,
-                "message_type": m.message_type,
+                "message_type": FIX_A_TYPES.get(m.n, m.message_type),
                 "message_text": m.text or "",
                 "content": FIX_A_CONTENT.get(m.n),
                 "media_url": m.media_url,

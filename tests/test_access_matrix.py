@@ -1,7 +1,9 @@
-"""Issue 6 (2, 3), issue 9 (5): role x table x command, as PostgREST requests exercise it
-and as `chatdb access` prints it, at head and at revision 008; the weak spots of 004's
-policies, each pinned by name: open at 008, closed at head by 049, or (chat_participants,
-which 049 left alone) still open and flagged at head.
+"""Issue 6 (2, 3), issue 9 (5), issue 18 (2): role x table x command, as PostgREST requests
+exercise it and as `chatdb access` prints it, at head and at revision 008; the weak spots
+of 004's policies, each pinned by name: open at 008, closed at head (by 049, and by c003
+for chat_participants and the owner policies). At head every anon and authenticated
+cell is "none" and nothing is flagged; real requests, as anon and as a signed-in owner
+of the website, reach no row.
 
 Every cell is observed with a real statement in a real request (tests.postgrest):
 SELECT/UPDATE/DELETE filtered by id, as PostgREST sends them, over rows of two
@@ -318,11 +320,7 @@ def test_closed_at_head_anon_reads_no_conversation(supabase_head_db):
     db = supabase_head_db
     visible, seeded = anon_reads_conversations(db)
     assert visible == set() and len(seeded) == 2
-    # only the owner policies are left, and anon owns no website
-    assert live_matrix(db.url)[("anon", "chat_conversations", "SELECT")] == (
-        FILTERED,
-        ("Owners can manage own conversations", "Owners can view own conversations"),
-    )
+    assert live_matrix(db.url)[("anon", "chat_conversations", "SELECT")] == (NONE, ("no policy",))
 
 
 def test_closed_at_head_anon_updates_no_message(supabase_head_db):
@@ -340,16 +338,61 @@ def test_closed_at_head_anon_deletes_no_conversation_or_message(supabase_head_db
     assert not {key for key in flagged_cells(db.url) if key[1] == table}
 
 
-def test_weak_spot_at_head_anon_deletes_any_participant(supabase_head_db):
-    """049 left chat_participants alone: 004's "Anyone can manage participants" still lets
-    anon change and delete every participant, and `chatdb access` flags both cells."""
+@pytest.mark.parametrize("table", TABLES)
+def test_closed_at_head_anon_reaches_no_row_of_any_table(supabase_head_db, table):
+    """c003: 004's "Anyone can manage participants" let the anon key read, add, change and
+    delete every participant after 049; at head anon's SELECT, UPDATE and DELETE reach no
+    row of any chat table (committed requests), its INSERT is refused by row level
+    security, and `chatdb access` flags nothing."""
     db = supabase_head_db
-    assert anon_deletes(db, "chat_participants") == (2, 2)
-    assert db.scalar("SELECT count(*) FROM chat_participants") == 0
-    assert flagged_cells(db.url) == {
-        ("anon", "chat_participants", "UPDATE"),
-        ("anon", "chat_participants", "DELETE"),
-    }
+    rows = seed(db.conn)
+    ids = rows.ids[table]
+    touched = {}
+    for command, statement in (
+        ("SELECT", "SELECT id FROM {} WHERE id = ANY(%s)"),
+        ("UPDATE", "UPDATE {} SET " + UPDATES[table] + " WHERE id = ANY(%s)"),
+        ("DELETE", "DELETE FROM {} WHERE id = ANY(%s)"),
+    ):
+        with anon_request(db) as conn:
+            touched[command] = conn.execute(
+                sql.SQL(statement).format(sql.Identifier(table)), (ids,)
+            ).rowcount
+    assert touched == {"SELECT": 0, "UPDATE": 0, "DELETE": 0}
+    assert try_insert(db.conn, rows, "anon", table, own=True) == NONE
+    assert db.scalar(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))) == 2
+    assert flagged_cells(db.url) == set()
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_closed_at_head_to_the_owner_of_the_website(supabase_head_db, table):
+    """c003 dropped 004's owner policies: a signed-in owner (authenticated, with claims
+    whose sub owns the website) selects, inserts, updates and deletes no row of their
+    own website's chat either; the backend (service_role) still reaches every row."""
+    db = supabase_head_db
+    rows = seed(db.conn)
+    owner_role, owner = CALLERS["owner"]
+    own = {
+        "chat_conversations": [rows.own_conversation],
+        "chat_messages": [rows.ids["chat_messages"][0]],
+        "chat_participants": [rows.ids["chat_participants"][0]],
+    }[table]
+    outcomes = {}
+    for command, statement in (
+        ("SELECT", "SELECT id FROM {} WHERE id = ANY(%s)"),
+        ("UPDATE", "UPDATE {} SET " + UPDATES[table] + " WHERE id = ANY(%s)"),
+        ("DELETE", "DELETE FROM {} WHERE id = ANY(%s)"),
+    ):
+        with postgrest_request(db.conn, owner_role, owner) as conn:
+            outcomes[command] = conn.execute(
+                sql.SQL(statement).format(sql.Identifier(table)), (own,)
+            ).rowcount
+    outcomes["INSERT"] = try_insert(db.conn, rows, "authenticated", table, own=True)
+    assert outcomes == {"SELECT": 0, "UPDATE": 0, "DELETE": 0, "INSERT": NONE}
+    with postgrest_request(db.conn, *CALLERS["service_role"]) as conn:
+        assert conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
+            (own,),
+        ).fetchone()[0] == len(own)
 
 
 # --------------------------------------------------------------------------- the command

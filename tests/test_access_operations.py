@@ -11,7 +11,7 @@ owner), and service_role (the backend). The outcome of each is observed:
   row-level security policy").
 
 and compared with what the access matrix says for the cells the operation needs:
-SPEC_MATRIX at head (after 049), `chatdb access`'s live matrix on a hardened database
+SPEC_MATRIX at head (after 049 and c003), `chatdb access`'s live matrix on a hardened database
 (revision 008 with tests.postgrest.HARDENING_SKETCH).
 """
 
@@ -294,20 +294,20 @@ def test_each_outcome_occurs_on_the_hardened_database(supabase_at_008_db):
     assert run(db, rows, "owner", close) == ALLOWED
 
 
-def test_at_head_each_outcome_occurs_too(supabase_head_db):
-    """At head (049) the outcomes differ by caller without any extra SQL: the owner
-    closes their own conversation, a stranger and anon are filtered by the owner
-    policies, and a message can only come from the backend (service_role)."""
+def test_at_head_only_the_backend_reaches_the_chat(supabase_head_db):
+    """At head (049, then c003) the chat tables are the backend's alone: anon, a stranger
+    and the owner of the website, signed in, are filtered by row level security (no
+    policy is theirs) on every operation; the backend (service_role) does them all."""
     db = supabase_head_db
     rows = seed(db.conn)
-    close = next(op for op in OPERATIONS if op.name == "close conversation")
-    send = next(op for op in OPERATIONS if op.name == "send customer message")
-    assert run(db, rows, "anon", close) == FILTERED_BY_POLICY
-    assert run(db, rows, "stranger", close) == FILTERED_BY_POLICY
-    assert run(db, rows, "owner", close) == ALLOWED
-    assert run(db, rows, "anon", send) == FILTERED_BY_POLICY
-    assert run(db, rows, "owner", send) == FILTERED_BY_POLICY
-    assert run(db, rows, "service_role", send) == ALLOWED
+    outcomes = {
+        (caller, operation.name): run(db, rows, caller, operation)
+        for operation in OPERATIONS
+        for caller in ("anon", "stranger", "owner")
+    }
+    assert set(outcomes.values()) == {FILTERED_BY_POLICY}, outcomes
+    for operation in OPERATIONS:  # each on rows of its own, as the parametrized test does
+        assert run(db, seed(db.conn), "service_role", operation) == ALLOWED, operation.name
 
 
 def test_backend_flow_end_to_end_as_service_role(supabase_head_db):
@@ -346,14 +346,17 @@ def test_backend_flow_end_to_end_as_service_role(supabase_head_db):
             ).rowcount
             == 1
         )
-    # ... and the owner, signed in, lists their conversations (the owner policies).
-    with postgrest_request(db.conn, "authenticated", OWNER, commit=True) as conn:
-        listing = conn.execute(
-            "SELECT id, status, unread_owner, unread_rider FROM chat_conversations "
-            "WHERE website_id = %s ORDER BY updated_at DESC",
-            (website,),
-        ).fetchall()
+    # ... and lists the owner's conversations for the dashboard (chat.py:565-586, the
+    # backend's service-role client); the owner, signed in directly, reaches none (c003).
+    listing_sql = (
+        "SELECT id, status, unread_owner, unread_rider FROM chat_conversations "
+        "WHERE website_id = %s ORDER BY updated_at DESC"
+    )
+    with postgrest_request(db.conn, *service, commit=True) as conn:
+        listing = conn.execute(listing_sql, (website,)).fetchall()
     assert listing == [(conversation, "active", 1, 1)]
+    with postgrest_request(db.conn, "authenticated", OWNER, commit=True) as conn:
+        assert conn.execute(listing_sql, (website,)).fetchall() == []
     with postgrest_request(db.conn, *service, commit=True) as conn:
         conn.execute(
             "UPDATE chat_conversations SET status = 'closed' WHERE id = %s", (conversation,)

@@ -52,12 +52,15 @@ SERVICE_MESSAGES = "Service role full access to messages"
 
 
 def policies_of_004() -> tuple[Policy, ...]:
-    """004's policies that revision 049 drops (049's POLICIES_OF_004: every one applies
-    to PUBLIC, USING (true) and/or WITH CHECK (true)), as the models declare a policy."""
-    revision = ScriptDirectory.from_config(alembic_config()).get_revision("049")
+    """004's twelve policies, which revisions 049 and c003 drop (their POLICIES_OF_004:
+    every one applies to PUBLIC), as the models declare a policy."""
+    scripts = ScriptDirectory.from_config(alembic_config())
     return tuple(
         Policy(table, name, command, using, check)
-        for table, name, command, using, check in revision.module.POLICIES_OF_004
+        for revision in ("049", "c003")
+        for table, name, command, using, check in scripts.get_revision(
+            revision
+        ).module.POLICIES_OF_004
     )
 
 
@@ -421,28 +424,25 @@ def test_a_natural_form_of_the_same_policy_changes_nothing_at_all(head_db):
     assert report.changed == [] and report.warnings == []
 
 
+OWNER_POLICIES = tuple(p for p in policies_of_004() if p.name.startswith("Owners can"))
+
+
 def test_a_filtered_policy_whose_condition_changes_is_a_changed_cell(head_db):
-    """Once "Customers can view own conversations" is gone, SELECT is filtered by the
-    owners' policies; changing their condition changes which rows."""
-    base = edited(
-        models.DECLARED,
-        policies=tuple(
-            p
-            for p in models.DECLARED.policies
-            if p.name
-            not in (
-                "Customers can view own conversations",
-                "Service role full access to conversations",
-            )
-        ),
-    )
+    """With 004's owner policies back (as before c003), SELECT on conversations is
+    filtered for authenticated, by the owners' conditions, and reaches no row for anon
+    (auth.uid() is NULL there). Changing one condition to one that does not compare with
+    auth.uid() changes which rows authenticated reaches, and lets anon reach some."""
+    base = edited(models.DECLARED, policies=models.DECLARED.policies + OWNER_POLICIES)
     apply(head_db, report_for(head_db.url, base)[1])
     changed = with_policy(base, "Owners can view own conversations", using="status = 'active'")
     report, script, predicted = report_for(head_db.url, changed)
     assert report.changed == [
-        f"{role} chat_conversations SELECT: filtered -> filtered, by changed conditions of "
-        '"Owners can manage own conversations", "Owners can view own conversations"'
-        for role in ("anon", "authenticated")
+        'anon chat_conversations SELECT: none -> filtered ("Owners can view own conversations")',
+        (
+            "authenticated chat_conversations SELECT: filtered -> filtered, by changed "
+            'conditions of "Owners can manage own conversations", "Owners can view own '
+            'conversations"'
+        ),
     ]
     assert report.warnings == []
     apply(head_db, script)

@@ -49,8 +49,8 @@ from tests.deploying import dump
 from tests.pg import ALEMBIC, alembic_cli, copy_project, database_url
 
 BIN = Path(sys.executable).parent
-# A policy of head to edit (chat_participants keeps 004's, which 049 left alone).
-VIEW_PARTICIPANTS = "Anyone can view participants"
+# A policy of head to edit (c003's, the one policy of chat_participants).
+VIEW_PARTICIPANTS = "Service role manages chat_participants"
 NOT_RIDER = "(user_type <> 'rider'::text)"
 
 
@@ -163,8 +163,9 @@ def test_alembic_check_fails_when_the_database_drifted(head_db):
     assert result.returncode == 1  # a finding (docs/failures.md)
     assert result.stdout.splitlines()[0] == (
         "FAILED: New upgrade operations detected: the database differs from the models and "
-        'the declared objects in 1 way: chat_participants: policy "Anyone can view participants" '
-        "differs: USING is false in the database, the code says true. "
+        "the declared objects in 1 way: chat_participants: "
+        'policy "Service role manages chat_participants" differs: USING is false in the '
+        "database, the code says (auth.role() = 'service_role'::text). "
         "(chatdb drift prints the same list, one difference per line.)"
     )
     assert "drop_policy" not in result.stdout + result.stderr
@@ -183,8 +184,8 @@ def test_alembic_check_fails_when_the_database_drifted(head_db):
         "the declared objects in 4 ways: "
         "chat_messages: index idx_chat_messages_created on (created_at DESC) is missing; "
         "chat_participants: row level security is disabled, the code enables it; "
-        'policy "Anyone can view participants" differs: USING is false in the database, '
-        "the code says true; "
+        'policy "Service role manages chat_participants" differs: USING is false in the database, '
+        "the code says (auth.role() = 'service_role'::text); "
         "functions: function update_conversation_on_message() differs: its body differs "
         "from the code. (chatdb drift prints the same list, one difference per line.)"
     )
@@ -202,7 +203,7 @@ def test_alembic_check_raises_alembics_own_exception_with_the_words(head_db):
         command.check(config)
     assert str(raised.value).startswith(
         "New upgrade operations detected: the database differs from the models and the "
-        'declared objects in 1 way: chat_participants: policy "Anyone can view participants" '
+        'declared objects in 1 way: chat_participants: policy "Service role manages chat_participants" '
         "differs"
     )
     assert [diff[:3] for diff in raised.value.diffs] == [
@@ -282,7 +283,8 @@ def test_changing_a_policy_expression_autogenerates_its_replacement(head_db):
     assert f'DROP POLICY "{VIEW_PARTICIPANTS}" ON public.chat_participants' in code
     assert (
         f'op.execute("""CREATE POLICY "{VIEW_PARTICIPANTS}" ON public.chat_participants '
-        f'AS PERMISSIVE FOR SELECT TO public USING ({NOT_RIDER})""")'
+        f"AS PERMISSIVE FOR ALL TO service_role USING ({NOT_RIDER}) "
+        f'WITH CHECK ((auth.role() = \'service_role\'::text))""")'
     ) in code
 
     # The name with spaces round-trips: after the revision's SQL, nothing is left to do ...
@@ -307,7 +309,7 @@ DELETIONS = {
     "policy": (
         lambda d: edited(d, policies=_without(d.policies, name=VIEW_PARTICIPANTS)),
         [("drop_policy", "chat_participants", VIEW_PARTICIPANTS)],
-        ['DROP POLICY "Anyone can view participants" ON public.chat_participants'],
+        ['DROP POLICY "Service role manages chat_participants" ON public.chat_participants'],
     ),
     "trigger": (
         lambda d: edited(

@@ -20,7 +20,6 @@ import pytest
 from tests import shapes
 from tests.convergence import (
     COMBINATIONS,
-    SHAPES_WIDENING,
     contract_problems,
     drift_problems,
     value_problems,
@@ -46,10 +45,7 @@ def assert_converged(db, before: dict, result) -> None:
 def test_each_shape_converges_to_head(any_shape_db, online):
     db = any_shape_db
     before = shapes.all_rows(db.conn)
-    options = [f"online={online}"]
-    if SHAPES_WIDENING[db.shape]:
-        options.append("allow_wider_access=true")  # test_widening.py shows why
-    result = upgrade(db.url, *options)
+    result = upgrade(db.url, f"online={online}")  # no other option: none is needed
     assert_converged(db, before, result)
     if online == "always":
         assert "online: " in result.stderr  # the steps ran, and said so
@@ -57,11 +53,10 @@ def test_each_shape_converges_to_head(any_shape_db, online):
 
 @pytest.mark.parametrize("name", sorted(COMBINATIONS))
 def test_combinations_of_the_shapes_converge_to_head(supabase_db, name):
-    build, widens = COMBINATIONS[name]
-    build(supabase_db.url)
+    COMBINATIONS[name](supabase_db.url)
     before = shapes.all_rows(supabase_db.conn)
     assert all(before.values()), "every chat table has rows"
-    result = upgrade(supabase_db.url, *(["allow_wider_access=true"] if widens else []))
+    result = upgrade(supabase_db.url)
     assert_converged(supabase_db, before, result)
 
 

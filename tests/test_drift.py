@@ -90,7 +90,7 @@ def test_production_drift_is_reported_table_by_table(production_db):
             "ON DELETE CASCADE) is missing"
         ),
         "row level security is disabled, the code enables it",
-        'policy "Owners can view own conversations" is missing',
+        'policy "Service role manages chat_conversations" is missing',
         "trigger update_chat_conversations_updated_at is missing",
         "the table is not in publication supabase_realtime, the code says it is",
     ):
@@ -108,7 +108,7 @@ def test_production_drift_is_reported_table_by_table(production_db):
     assert groups["chat_participants"] == [
         (
             "the table is missing, and with it what the code declares on it: 2 indexes, "
-            "row level security, 3 policies, grants to 3 roles, publication membership"
+            "row level security, 1 policy, grants to 3 roles, publication membership"
         )
     ]
     assert groups["functions"] == [

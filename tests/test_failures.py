@@ -132,7 +132,7 @@ def test_cannot_connect_is_the_same_failure_from_every_command():
 def test_success_and_a_finding(head_db):
     assert alembic_cli("upgrade", "head", url=head_db.url).returncode == 0
     head_db.conn.execute(
-        'ALTER POLICY "Anyone can view participants" ON chat_participants USING (false)'
+        'ALTER POLICY "Service role manages chat_participants" ON chat_participants USING (false)'
     )
     line = failed(alembic_cli("check", url=head_db.url), 1)
     assert line.startswith("FAILED: New upgrade operations detected: the database differs")

@@ -422,12 +422,13 @@ def test_c002_gives_008s_value_to_what_008_backfilled(at_008_db):
 
 
 def test_c002_needs_no_privilege_of_its_own(supabase_head_db):
-    """The trigger runs as the caller and only sets the new row: the owner, signed in,
-    creates a conversation of their website without customer_id."""
+    """The trigger runs as the caller and only sets the new row: the backend (its
+    service-role key, the delivery path's caller) creates a conversation without
+    customer_id, and gets 008's value."""
     db = supabase_head_db
     owner = CALLERS["owner"][1]
     db.conn.execute("INSERT INTO websites (id, user_id) VALUES (%s, %s)", (WEBSITE, owner))
-    with postgrest_request(db.conn, "authenticated", owner) as conn:
+    with postgrest_request(db.conn, *CALLERS["service_role"]) as conn:
         (value,) = conn.execute(
             "INSERT INTO chat_conversations (website_id, customer_phone) VALUES (%s, '0199') "
             "RETURNING customer_id",
@@ -437,8 +438,9 @@ def test_c002_needs_no_privilege_of_its_own(supabase_head_db):
 
 
 def test_c002_downgrade_removes_its_trigger_and_function(head_db):
-    """Pins the SQL history: c002's downgrade, to 049."""
-    migrate(head_db.url, "049", down=True)
+    """Pins the SQL history: c002's downgrade, to 049 (through c003's, which widens access
+    again and needs the option)."""
+    migrate(head_db.url, "049", down=True, x=["allow_wider_access=true"])
     assert (
         head_db.scalar(
             "SELECT count(*) FROM pg_proc WHERE proname = 'set_chat_conversation_customer_id'"

@@ -5,11 +5,10 @@ table that existed before it, unless ``-x allow_wider_access=true``
 A revision that widens access is written into a copy of the project, after head, and
 deployed with the real command line: refused in one FAILED line naming every cell and
 the policies or privileges responsible, the database unchanged (pg_dump before and
-after); accepted with the option, each widened cell logged. On shape (c), 004 creates
-its public policies again inside the run's transaction and 049 drops them before
-anything is committed: the run widens nothing. On shape (d), 004's owner policies are a
-real widening for authenticated (none -> filtered): the run says so, and the option
-accepts it.
+after); accepted with the option, each widened cell logged. On shapes (c) and (d),
+004 creates its policies again inside the run's transaction and 049 and c003 drop them
+before anything is committed: the run widens nothing, and needs no option (issue 18:
+the first production deploy must need none).
 """
 
 from __future__ import annotations
@@ -126,10 +125,13 @@ def test_a_revision_that_widens_access_is_refused_then_accepted_with_the_option(
 def test_a_grant_is_named_by_the_privilege_a_cell_lacked(project, supabase_head_db):
     """An UPDATE also needs SELECT: granting SELECT widens it, and the sentence says so."""
     db = supabase_head_db
-    db.conn.execute("REVOKE SELECT ON chat_participants FROM anon")
+    db.conn.execute(
+        'CREATE POLICY "Anyone can manage participants" ON chat_participants FOR ALL '
+        "USING (true) WITH CHECK (true); REVOKE SELECT ON chat_participants FROM anon"
+    )
     add_revision(project, "GRANT SELECT ON public.chat_participants TO anon")
     line = failed_line(deploy(project, db.url))
-    through = '"Anyone can manage participants", "Service role full access to participants"'
+    through = '"Anyone can manage participants"'
     assert (
         f"anon chat_participants UPDATE: refused -> all now granted SELECT, rows through {through}"
     ) in line
@@ -137,9 +139,13 @@ def test_a_grant_is_named_by_the_privilege_a_cell_lacked(project, supabase_head_
 
 
 def test_a_wider_with_check_alone_is_a_widening(project, supabase_head_db):
-    """An owner's UPDATE stays filtered by the same rows, but may now give a conversation
-    to any website: WITH CHECK (true)."""
+    """An owner's UPDATE (004's owner policy, put back for the test) stays filtered by the
+    same rows, but may now give a conversation to any website: WITH CHECK (true)."""
     db = supabase_head_db
+    db.conn.execute(
+        'CREATE POLICY "Owners can manage own conversations" ON chat_conversations FOR ALL '
+        f"USING ({OWNER_EXPR})"
+    )
     add_revision(
         project,
         'CREATE POLICY "Owners can move conversations" ON public.chat_conversations '
@@ -198,9 +204,7 @@ def test_on_shape_c_004s_public_policies_are_never_committed(shape_c_db):
     public = db.rows(
         "SELECT tablename, policyname FROM pg_policies WHERE 'public' = ANY(roles) ORDER BY 1, 2"
     )
-    assert [table for table, _ in public] == ["chat_conversations"] * 2 + [
-        "chat_participants"
-    ] * 3  # the owner policies, and 004's on chat_participants, which 049 leaves
+    assert public == []  # 049 dropped 004's on messages and conversations, c003 the rest
 
 
 def test_on_shape_c_the_deploy_widens_nothing(shape_c_db):
@@ -211,30 +215,15 @@ def test_on_shape_c_the_deploy_widens_nothing(shape_c_db):
 
 # --------------------------------------------------------------------------- shape (d)
 
-SHAPE_D_CELLS = [
-    f"{role} chat_conversations {command}: none -> filtered through {through}"
-    + (
-        " (each new condition compares with auth.uid(), which is NULL for the anon key: it "
-        "lets anon reach no row)"
-        if role == "anon"
-        else ""
-    )
-    for role in ("anon", "authenticated")
-    for command, through in (
-        ("SELECT", '"Owners can manage own conversations", "Owners can view own conversations"'),
-        ("INSERT", '"Owners can manage own conversations"'),
-        ("UPDATE", '"Owners can manage own conversations"'),
-        ("DELETE", '"Owners can manage own conversations"'),
-    )
-]
 
-
-def test_on_shape_d_the_owner_policies_are_a_widening_the_option_accepts(shape_d_db):
+def test_on_shape_d_the_deploy_widens_nothing_and_needs_no_option(shape_d_db):
+    """Production's likeliest shape (FIX A, then 049): 004 puts its owner and participant
+    policies back inside the run's transaction, c003 drops them before the commit, so
+    no cell of anon or authenticated is wider: the first deploy needs no -x option
+    (before c003 it was refused unless -x allow_wider_access=true)."""
     db = shape_d_db
-    before = dump(db.url)
-    refused = alembic_cli("upgrade", "head", url=db.url)
-    assert failed_line(refused) == REFUSAL.format(n=8, cells="; ".join(SHAPE_D_CELLS))
-    assert dump(db.url) == before
-    accepted = alembic_cli("-x", "allow_wider_access=true", "upgrade", "head", url=db.url)
-    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
-    assert widened_lines(accepted) == SHAPE_D_CELLS
+    result = alembic_cli("upgrade", "head", url=db.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert WIDENED not in result.stderr
+    public = db.rows("SELECT policyname FROM pg_policies WHERE 'public' = ANY(roles)")
+    assert public == [], "FIX A's \"Allow all chat_participants\" and 004's are gone"

@@ -40,9 +40,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from chatdb import database, failures
-from chatdb.deploy import widening
+from chatdb.deploy import rewrites, widening
 from chatdb.deploy.online.ops import PLAN_OLD
-from chatdb.deploy.online.steps import AddColumn, ConvertType, NotNull, Step
+from chatdb.deploy.online.steps import (
+    AddColumn,
+    Backfill,
+    BackfillGroup,
+    ConvertType,
+    NotNull,
+    Step,
+)
 from chatdb.inspect import access, catalog
 from chatdb.inspect.access import PUBLIC, Cell, format_through
 from chatdb.project import alembic_config
@@ -86,6 +93,8 @@ class Plan:
     written: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # ins, upd, del
     dropped: list = field(default_factory=list)
     widened: list = field(default_factory=list)
+    rewrites: list[rewrites.Rewrite] = field(default_factory=list)
+    estimates: dict[str, float] = field(default_factory=dict)  # the run's, as it logs them
     finished: bool = False
 
     # ------------------------------------------------------------------ the run's hooks
@@ -97,6 +106,12 @@ class Plan:
         connection = run.connection
         self.steps = list(steps)
         self.paths = run.online.paths
+        self.estimates = dict(run.online.estimates)
+        self.rewrites = [
+            found
+            for fill in _backfills(steps)
+            if (found := rewrites.count_online(connection, *fill)) is not None
+        ]
         self.version_before = _version(connection)
         self.catalog_before = catalog.snapshot(connection)
         self.access_before = _matrix(connection, list(self.catalog_before.tables))
@@ -111,7 +126,13 @@ class Plan:
         self.catalog_after = without_stand_ins(catalog.snapshot(connection))
         self.access_after = _matrix(connection, list(self.catalog_after.tables))
         self.dropped = list(run.data_loss.dropped)
+        self.rewrites = [*self.rewrites, *(self._existing(r) for r in run.rewrites.found)]
         self.widened = run.access.widened(connection)
+
+    def _existing(self, rewrite: rewrites.Rewrite) -> rewrites.Rewrite:
+        """The rewrite's columns that held values before the run."""
+        table = self.catalog_before.tables.get(rewrite.table) if self.catalog_before else None
+        return rewrite.of_columns(set(table.columns) if table is not None else set())
 
     def succeeded(self, run: Any) -> None:
         self.finished = True
@@ -182,7 +203,9 @@ class Plan:
             return ""
         if before is None:
             return "  (created by the run)"
-        if before.estimated_rows < 0:
+        if table in self.estimates:  # what the run decided its path with, and logs
+            rows = f"about {self.estimates[table]:,.0f} rows"
+        elif before.estimated_rows < 0:
             rows = "no row estimate yet: never vacuumed or analyzed"
         else:
             rows = f"about {before.estimated_rows:,.0f} rows"
@@ -269,6 +292,11 @@ class Plan:
                 + "; ".join(f"{s.table}: {s.describe()}" for s in backfills)
                 + ")"
             )
+        out.append("  Values the run would change (the revisions' backfills, column by column):")
+        changed = [sentence for found in self.rewrites for sentence in found.sentences()]
+        if not changed:
+            out.append("    (none)" if self.catalog_after is not None else "    (not known)")
+        out += [f"    {sentence}" for sentence in changed]
         losses = [d for d in self.dropped if d.held]
         out.append("  Values the run would drop (tables and columns holding values):")
         if not self.dropped:
@@ -281,6 +309,17 @@ class Plan:
                 "up first)"
             )
         return out
+
+
+def _backfills(steps: list[Step]) -> list[tuple[str, str, str, str]]:
+    """(table, column, expression, condition) of every backfill among the online steps."""
+    fills: list[Backfill] = []
+    for step in steps:
+        if isinstance(step, BackfillGroup):
+            fills += step.backfills
+        elif isinstance(step, Backfill):
+            fills.append(step)
+    return [(f.table, f.column, f.expression, f.condition) for f in fills]
 
 
 def _words(step: Step) -> str:
@@ -333,6 +372,7 @@ def _locks(connection: Connection) -> dict[str, str]:
             "LEFT JOIN pg_class t ON t.oid = i.indrelid "
             "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted "
             "AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
+            "AND n.oid <> pg_my_temp_schema() AND n.nspname NOT LIKE 'pg_toast_temp%' "
             "AND coalesce(t.relname, c.relname) <> 'alembic_version'"
         )
     ).all()
@@ -352,6 +392,7 @@ def _written(connection: Connection) -> dict[str, tuple[int, int, int]]:
         text(
             "SELECT format('%I.%I', schemaname, relname), n_tup_ins, n_tup_upd, n_tup_del "
             "FROM pg_stat_xact_user_tables WHERE relname <> 'alembic_version' "
+            "AND relid NOT IN (SELECT oid FROM pg_class WHERE relpersistence = 't') "
             "AND n_tup_ins + n_tup_upd + n_tup_del > 0"
         )
     ).all()

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from chatdb.deploy import batching, data_loss, session, widening
+from chatdb.deploy import batching, data_loss, rewrites, session, widening
 from chatdb.deploy.online import prepare
 from chatdb.deploy.online.executor import Executor, OnlineStepFailed
 from chatdb.deploy.online.state import DEPLOY, PLAN, RunState
@@ -60,6 +60,8 @@ class Run:
         self.plan = plan
         self.online = RunState(connection, options.online, plan_only=plan is not None)
         self.data_loss = data_loss.Recorder(options.allow_data_loss, current_step)
+        # chatdb plan measures the values each backfill changes (chatdb.deploy.rewrites).
+        self.rewrites = rewrites.Recorder(current_step) if plan is not None else None
         self.access = widening.Guard(options.allow_wider_access)
         self.executor = Executor(connection, open_watcher=open_watcher)
         self.active = False
@@ -72,7 +74,11 @@ class Run:
     def context_options(self) -> dict[str, Any]:
         """Options for ``context.configure``: the operations of chatdb.deploy.online.ops
         and the drops of chatdb.deploy.data_loss find this run's state there."""
-        return {"chatdb_online": self.online, "chatdb_data_loss": self.data_loss}
+        return {
+            "chatdb_online": self.online,
+            "chatdb_data_loss": self.data_loss,
+            "chatdb_rewrites": self.rewrites,
+        }
 
     # ------------------------------------------------------------------ before
 

@@ -16,10 +16,11 @@ compares cell by cell. A cell is wider when:
 
 Any wider cell fails the run (rolled back whole) with each cell and the policy or
 grant responsible (for a cell that was refused, the privileges it lacked: an UPDATE or
-DELETE needs SELECT too); with the option, each is logged and the run goes on. A
-condition on ``auth.uid()`` counts for anon like any other (the cell is "filtered"),
-and the sentence says that for the anon key it reaches no row: the anon key's JWT has
-no ``sub``. Tables the
+DELETE needs SELECT too); with the option, each is logged and the run goes on. For
+anon, a condition that compares with ``auth.uid()`` and is never true without a user
+id reaches no row (the anon key's JWT has no ``sub``; chatdb.inspect.access says
+"none" for such a cell): a policy that only gives signed-in owners their rows widens
+authenticated's cells, not anon's. Tables the
 run creates have no "before" and are not compared: what a revision gives a new table
 is what it declares.
 """
@@ -33,13 +34,14 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from chatdb.deploy.run_options import ALLOW_WIDER_ACCESS
 from chatdb.failures import Refused, StoppedPartWay
 from chatdb.inspect import access
 from chatdb.inspect.access import ALL, FILTERED, NONE, PUBLIC, REFUSED, Cell, format_through
 
 log = logging.getLogger("chatdb.deploy.widening")
 
-OVERRIDE = "allow_wider_access"
+OVERRIDE = ALLOW_WIDER_ACCESS
 ROLES = ("anon", "authenticated", PUBLIC)
 _RANK = {REFUSED: 3, NONE: 2, FILTERED: 1, ALL: 0}
 BEFORE_COMMIT = "before it commits"
@@ -70,11 +72,6 @@ class Widened:
                     )
                     + ")"
                 )
-        if a.role == "anon" and a.rows == FILTERED and _all_on_uid(self, a):
-            why += (
-                " (each new condition compares with auth.uid(), which is NULL for the anon "
-                "key: it lets anon reach no row)"
-            )
         return f"{a.role} {a.table} {a.command}: {self.before.rows} -> {a.rows} {why}"
 
 
@@ -85,11 +82,6 @@ def newly_granted(before: Cell) -> list[str]:
         if reason.startswith("no ") and reason.endswith(" privilege"):
             return reason[3 : -len(" privilege")].split("/")
     return [before.command]
-
-
-def _all_on_uid(widened: Widened, after: Cell) -> bool:
-    new = new_conditions(widened.before, after)
-    return bool(new) and all("auth.uid()" in c for c in new)
 
 
 _PART = re.compile(r"^\[(select|check)\] ")

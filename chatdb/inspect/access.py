@@ -16,7 +16,11 @@ classifies every role x table x command cell as one of:
 - ``all``: every row (INSERT: any new row);
 - ``filtered``: only the rows that the named policies' conditions allow;
 - ``none``: no row; RLS is on and no policy lets the role do it (INSERT fails with
-  "new row violates row-level security policy", other commands touch 0 rows);
+  "new row violates row-level security policy", other commands touch 0 rows). For
+  anon this includes the policies whose conditions reach no row without a user id:
+  the anon key's JWT has no ``sub``, so ``auth.uid()`` is NULL, and a condition such
+  as ``user_id = auth.uid()`` is never true (PostgreSQL's planner is asked, with
+  ``auth.uid()`` replaced by NULL: only a condition it proves false counts);
 - ``refused``: a privilege is missing; the statement fails with "permission denied"
   (SQLSTATE 42501, insufficient_privilege).
 
@@ -29,7 +33,8 @@ It never writes: the catalog is read in a READ ONLY transaction that is rolled b
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,9 +60,27 @@ _RANK = {ALL: 0, FILTERED: 1, NONE: 2, REFUSED: 3}
 
 LEGEND = """\
 rows: all = every row (INSERT: any new row); filtered = only the rows the listed policies'
-conditions allow; none = no row (RLS is on and no policy lets the role do it);
+conditions allow; none = no row (RLS is on and no policy lets the role do it; for anon,
+whose auth.uid() is NULL, a condition on auth.uid() that is never true lets nothing);
 refused = a privilege is missing, the statement fails with "permission denied".
 UPDATE and DELETE count as PostgREST sends them, filtered, so they also need SELECT."""
+
+# Roles whose requests carry no user id: PostgREST runs a request without a JWT, or with
+# the anon key (whose JWT has no "sub"), as anon, and auth.uid() is NULL there.
+WITHOUT_USER_ID = ("anon",)
+# The reason a cell names when the only policies that would let a role through compare
+# with auth.uid() and the role has none.
+NO_USER_ID = "auth.uid() is NULL"
+_UID_CALL = re.compile(r"\bauth\s*\.\s*uid\s*\(\s*\)", re.IGNORECASE)
+
+
+def compares_with_uid(expression: str | None) -> bool:
+    return expression is not None and bool(_UID_CALL.search(expression))
+
+
+def without_user_id(expression: str) -> str:
+    """``expression`` as it reads for a request without a user id: auth.uid() is NULL."""
+    return _UID_CALL.sub("(NULL::uuid)", expression)
 
 
 @dataclass(frozen=True)
@@ -105,10 +128,13 @@ def _unconditional(expression: str | None) -> bool:
 Named = list[tuple[str, str | None]]  # (policy name, expression)
 
 
-def _reach(permissive: Named, restrictive: Named) -> Reach:
+def _reach(permissive: Named, restrictive: Named, userless: Named = ()) -> Reach:
     """PostgreSQL's rule: a row passes if any permissive and every restrictive expression
-    is true; with no permissive policy, no row passes."""
+    is true; with no permissive policy, no row passes. ``userless``: the permissive
+    policies left out because their condition lets no row through without a user id."""
     granting = [(name, expr) for name, expr in permissive if expr is not None]
+    if not granting and userless:
+        return Reach(NONE, (*dict.fromkeys(name for name, _ in userless), NO_USER_ID))
     if not granting:
         return Reach(NONE, ("no policy",))
     open_ = [name for name, expr in granting if _unconditional(expr)]
@@ -134,30 +160,43 @@ def _worst(*reaches: Reach) -> Reach:
     return Reach(rows, tuple(names), frozenset(conditions))
 
 
-def _expressions(policies: Iterable[Policy], command: str, part: str) -> tuple[list, list]:
-    """(permissive, restrictive) lists of (name, expression) that PostgreSQL applies to
-    ``command``; ``part`` is "using" (rows read) or "check" (new rows)."""
-    permissive, restrictive = [], []
+NoRow = Callable[["Policy", str], bool]  # (policy, expression): lets no row through
+
+
+def _expressions(
+    policies: Iterable[Policy], command: str, part: str, no_row: NoRow | None = None
+) -> tuple[list, list, list]:
+    """(permissive, restrictive, userless) lists of (name, expression) that PostgreSQL
+    applies to ``command``; ``part`` is "using" (rows read) or "check" (new rows).
+    ``no_row``: for a role without a user id, which permissive expressions let no row
+    through (they go to ``userless`` instead of ``permissive``)."""
+    permissive, restrictive, userless = [], [], []
     for policy in policies:
         if policy.command not in (command, "ALL"):
             continue
         # Without WITH CHECK, the USING expression checks new rows too.
         expr = policy.using if part == "using" else (policy.with_check or policy.using)
-        (permissive if policy.permissive else restrictive).append((policy.name, expr))
-    return permissive, restrictive
+        if not policy.permissive:
+            restrictive.append((policy.name, expr))
+        elif expr is not None and no_row is not None and no_row(policy, expr):
+            userless.append((policy.name, expr))
+        else:
+            permissive.append((policy.name, expr))
+    return permissive, restrictive, userless
 
 
-def policy_reach(policies: Sequence[Policy], command: str) -> Reach:
-    """How far the policies that apply to a role let ``command`` reach."""
-    select = _reach(*_expressions(policies, "SELECT", "using"))
+def policy_reach(policies: Sequence[Policy], command: str, no_row: NoRow | None = None) -> Reach:
+    """How far the policies that apply to a role let ``command`` reach. ``no_row``: for a
+    role without a user id (anon), the expressions that let no row through."""
+    select = _reach(*_expressions(policies, "SELECT", "using", no_row))
     if command == "SELECT":
         return select
     if command == "INSERT":
-        return _reach(*_expressions(policies, "INSERT", "check"))
-    using = _reach(*_expressions(policies, command, "using"))
+        return _reach(*_expressions(policies, "INSERT", "check", no_row))
+    using = _reach(*_expressions(policies, command, "using", no_row))
     own, check = using, None
     if command == "UPDATE":
-        check = _reach(*_expressions(policies, "UPDATE", "check"))
+        check = _reach(*_expressions(policies, "UPDATE", "check", no_row))
         own = _worst(using, check)
     # A filtered UPDATE/DELETE touches only rows its SELECT policies show.
     reach = own if _RANK[own.rows] >= _RANK[select.rows] else select
@@ -210,6 +249,9 @@ class Inputs:
     owners: dict[tuple[str, str], bool]  # (role, table): the role is (or inherits) the owner
     policies: tuple[Policy, ...]
     membership: dict[tuple[str, str], bool]  # (role, policy role): role is (or inherits) it
+    # (table, expression) of the policy conditions that let no row through when
+    # auth.uid() is NULL (proved by PostgreSQL's planner; see WITHOUT_USER_ID).
+    userless_false: frozenset[tuple[str, str]] = frozenset()
 
 
 def matrix(
@@ -241,12 +283,52 @@ def read_inputs(
 
     policies = tuple(p for _, p in sorted(read_policies(connection, list(tables)).items()))
     membership = policy_role_membership(connection, policies, real_roles)
-    return Inputs(roles, tables, role_flags, table_flags, privileges, owners, policies, membership)
+    userless_false = (
+        false_without_user_id(connection, policies)
+        if any(role in WITHOUT_USER_ID for role in roles)
+        else frozenset()
+    )
+    return Inputs(
+        roles,
+        tables,
+        role_flags,
+        table_flags,
+        privileges,
+        owners,
+        policies,
+        membership,
+        userless_false,
+    )
+
+
+def false_without_user_id(
+    connection: Connection, policies: Sequence[Policy]
+) -> frozenset[tuple[str, str]]:
+    """The (table, expression) pairs among the policies' conditions that compare with
+    auth.uid() and that PostgreSQL's planner proves false when it is NULL: planned as
+    ``SELECT 1 FROM <table> WHERE (<expression, auth.uid() replaced by NULL>)``, their
+    plan is the constant ``false``'s. A condition it cannot prove false (``auth.uid() IS
+    NULL OR ...``) is not in the set: it may let rows through, and is reported so."""
+    from chatdb.inspect.normalize import Normalizer  # models: see read_inputs
+
+    found = set()
+    with Normalizer(connection) as normalizer:
+        for policy in policies:
+            for expression in (policy.using, policy.with_check):
+                if compares_with_uid(expression) and normalizer.is_false(
+                    policy.table, without_user_id(expression)
+                ):
+                    found.add((policy.table, expression))
+    return frozenset(found)
 
 
 def compute(inputs: Inputs) -> list[Cell]:
     """Every role x table x command cell of ``inputs``, in role, table, command order."""
     cells = []
+
+    def no_row(policy: Policy, expression: str) -> bool:
+        return (policy.table, expression) in inputs.userless_false
+
     for role in inputs.roles:
         superuser, bypassrls = inputs.role_flags[role]
         for table in inputs.tables:
@@ -271,7 +353,9 @@ def compute(inputs: Inputs) -> list[Cell]:
                 elif inputs.owners[(role, table)] and not forced:
                     reach = Reach(ALL, ("table owner",))
                 else:
-                    reach = policy_reach(applying, command)
+                    reach = policy_reach(
+                        applying, command, no_row if role in WITHOUT_USER_ID else None
+                    )
                 cells.append(
                     Cell(role, table, command, reach.rows, reach.through, reach.conditions)
                 )
@@ -420,7 +504,7 @@ HEADER = ("role", "table", "command", "rows", "through")
 
 def format_through(through: Sequence[str]) -> str:
     """Policy names quoted as in SQL; reasons (BYPASSRLS, no DELETE privilege) bare."""
-    reasons = {"BYPASSRLS", "superuser", "table owner", "RLS disabled", "no policy"}
+    reasons = {"BYPASSRLS", "superuser", "table owner", "RLS disabled", "no policy", NO_USER_ID}
     return ", ".join(
         t
         if t in reasons or (t.startswith("no ") and t.endswith(" privilege"))

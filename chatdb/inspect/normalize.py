@@ -33,8 +33,9 @@ the same, precisely:
   compared with it; such expressions are compared as text there, never guessed equal.
 
 Nothing is written: every EXPLAIN runs in a savepoint that is made read-only
-(``transaction_read_only``) and rolled back, so its locks go with it, an error leaves
-the caller's transaction usable, and it works where every transaction is READ ONLY
+(``transaction_read_only``) and rolled back (on a connection in autocommit, the
+EXPLAIN is its own transaction), so its locks go with it, an error leaves the caller's
+transaction usable, and it works where every transaction is READ ONLY
 (``chatdb drift``, a read replica). A text that could end the statement (a ``;``
 outside quotes, unbalanced parentheses) is refused before it is sent. Plans are cached
 per :class:`Normalizer`, one per comparison run.
@@ -171,6 +172,13 @@ class Normalizer:
         plan = self._plan(table, expression, False)
         return not isinstance(plan, _Unreadable) and plan == self._plan(table, "true", False)
 
+    def is_false(self, table: str, expression: str) -> bool:
+        """Whether PostgreSQL's planner proves ``expression`` false on ``table`` (its plan
+        is the constant ``false``'s: ``x = NULL``, ``x IN (SELECT ... WHERE y = NULL)``):
+        a condition that lets no row through."""
+        plan = self._plan(table, expression, False)
+        return not isinstance(plan, _Unreadable) and plan == self._plan(table, "false", False)
+
     def _plan(
         self, table: str, expression: str, trigger: bool, *, fresh: bool = False
     ) -> str | _Unreadable:
@@ -190,9 +198,18 @@ class Normalizer:
         # expression cannot swallow it.
         sql = f"EXPLAIN (VERBOSE, COSTS OFF) SELECT 1 FROM {source} WHERE ({expression}\n)"
         self.explained += 1
-        savepoint = self.connection.begin_nested()
+        # In the caller's transaction, a read-only savepoint; on a connection in
+        # autocommit (a deploy reading access before its transaction), the EXPLAIN is a
+        # transaction of its own, which ends with it (EXPLAIN executes nothing).
+        autocommit = bool(
+            getattr(self.connection.connection.driver_connection, "autocommit", False)
+        )
+        savepoint = None if autocommit else self.connection.begin_nested()
         try:
-            self.connection.execute(text("SELECT set_config('transaction_read_only', 'on', true)"))
+            if savepoint is not None:
+                self.connection.execute(
+                    text("SELECT set_config('transaction_read_only', 'on', true)")
+                )
             # Sent without a parameter collection, so that a % in the expression (LIKE
             # 'a%') is not taken for a placeholder.
             rows = self.connection.exec_driver_sql(
@@ -208,7 +225,8 @@ class Normalizer:
         finally:
             # Rolled back even on success: the read-only setting and the locks the
             # planner took go with the savepoint.
-            savepoint.rollback()
+            if savepoint is not None:
+                savepoint.rollback()
 
     # ------------------------------------------------------------------ triggers
 

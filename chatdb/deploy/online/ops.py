@@ -575,6 +575,17 @@ def backfill(operations: Operations, operation: BackfillOp) -> None:
                 ),
             )
         return
+    rewrites = operations.migration_context.opts.get("chatdb_rewrites")  # chatdb plan's
+    if rewrites is not None:
+        rewrites.measure(
+            operations.get_bind(),
+            table,
+            column,
+            operation.expression,
+            operation.where,
+            lambda: _execute(operations, update),
+        )
+        return
     _execute(operations, update)
 
 
