@@ -129,6 +129,7 @@ def copy_project(folder: Path, *more: str) -> Path:
                 source,
                 target,
                 ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"),
+                dirs_exist_ok=True,
             )
         else:
             shutil.copy(source, target)

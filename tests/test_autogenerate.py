@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import produce_migrations, render_python_code
@@ -46,7 +48,8 @@ from chatdb.schema.objects import ObjectOp
 from models.entities import Declared
 from tests import warm
 from tests.deploying import dump
-from tests.pg import ALEMBIC, alembic_cli, copy_project, database_url
+from tests.docs import Reader, blocks, readable, shell_blocks, warm_environment
+from tests.pg import ALEMBIC, ROOT, alembic_cli, copy_project, database_of, database_url
 
 BIN = Path(sys.executable).parent
 # A policy of head to edit (c003's, the one policy of chat_participants).
@@ -678,20 +681,6 @@ def replace_once(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-# What the natural-SQL policy revision of the walkthrough says about access, as
-# chatdb.schema.access_report writes it (docs/changing-the-schema-walkthrough.md quotes it).
-CUSTOMERS_OWN_REPORT = """\
-    # Access changes for anon and authenticated (chatdb access cells, database -> code):
-    #   anon chat_conversations SELECT: filtered -> filtered, through
-    #     "Customers see only their own conversations", "Owners can manage own conversations",
-    #     "Owners can view own conversations" (was "Owners can manage own conversations",
-    #     "Owners can view own conversations")
-    #   authenticated chat_conversations SELECT: filtered -> filtered, through
-    #     "Customers see only their own conversations", "Owners can manage own conversations",
-    #     "Owners can view own conversations" (was "Owners can manage own conversations",
-    #     "Owners can view own conversations")
-"""
-
 # The tests of the copy that read the revision history or head, and so would pin what a
 # developer may change: run on the copy after the walkthrough, they must pass.
 # test_migration_lint's online-path test is left out: it lints what 008's online path
@@ -755,11 +744,62 @@ def column_exists(db, table: str, column: str) -> bool:
     )
 
 
-def test_walkthrough_of_changing_the_schema(project, head_db):
-    """The steps of "Changing the schema" (docs/changing-the-schema-walkthrough.md) on a
-    copy of the project, ending with the copy's own tests of history and head."""
-    url = head_db.url
+WALKTHROUGH = ROOT / "docs" / "changing-the-schema-walkthrough.md"
+LOCAL_EXAMPLE = "127.0.0.1:44625"  # the port the walkthrough shows for ./dev up's cluster
+CONVERSATIONS_POLICY = """\
+    Policy(
+        CONVERSATIONS,
+        "Service role manages chat_conversations",
+        "ALL",
+        SERVICE_ROLE_ONLY,
+        SERVICE_ROLE_ONLY,
+        roles=("service_role",),
+    ),
+"""
 
+
+def insert_after(path: Path, anchor: str, block: str, indent: str) -> None:
+    """Put the page's code ``block`` into ``path`` after ``anchor``, as a developer
+    following the page would."""
+    code = "".join(f"{indent}{line}\n" if line else "\n" for line in block.splitlines())
+    replace_once(path, anchor, anchor + code)
+
+
+def shown_lines(block) -> list[str]:
+    """The lines a page's ```text transcript shows after each command: the commands'
+    output, without the ``$`` lines."""
+    return [line for line in block.text.splitlines() if not line.startswith("$ ")]
+
+
+def test_walkthrough_of_changing_the_schema(project, tmp_path):
+    """docs/changing-the-schema-walkthrough.md, pasted as written on a copy of the
+    project: its shell blocks run as they are (tests.docs; only the local cluster's port
+    is the copy's), its code blocks go where it says, what it shows is what the
+    commands print; the copy's own tests of history and head pass at the end."""
+    readable(project)
+    fences = blocks(WALKTHROUGH)
+    up, revision, apply_it, policy_revision = shell_blocks(WALKTHROUGH)
+    column, policy, upgrade_shown = [b for b in fences if b.lang == "python"]
+    refused_shown, downgrade_shown = [b for b in fences if b.lang == "text"]
+    env = warm_environment()
+    started = subprocess.run(["./dev", "up"], cwd=project, env=env, capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    port = json.loads((project / ".chatdb" / "cluster.json").read_text())["port"]
+    url = f"postgresql://postgres@127.0.0.1:{port}/chatdb"
+    reader = Reader(project, {LOCAL_EXAMPLE: f"127.0.0.1:{port}"})
+    db = database_of(psycopg.connect(url))
+    try:
+        walk(project, reader, url, db, up, revision, apply_it, policy_revision, column,
+             policy, upgrade_shown, refused_shown, downgrade_shown)  # fmt: skip
+    finally:
+        db.conn.close()
+        subprocess.run(["./dev", "down", "--delete"], cwd=project, env=env,
+                       capture_output=True, check=False)  # fmt: skip
+
+
+def walk(project, reader, url, db, up, revision, apply_it, policy_revision, column, policy,
+         upgrade_shown, refused_shown, downgrade_shown) -> None:  # fmt: skip
     def alembic(*args: str) -> subprocess.CompletedProcess:
         return cli(project, ALEMBIC, *args, url=url)
 
@@ -768,19 +808,23 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
             result = cli(project, str(BIN / "ruff"), *check, str(path))
             assert result.returncode == 0, result.stdout + result.stderr
 
-    # 1. Add a nullable column to a model and autogenerate the revision.
-    replace_once(
+    # 1. A database at head (./dev up), its URL exported.
+    reader.run_all([up])
+    head, first = revision_ids()[-1], next_id()
+    assert "Applied revisions: none (already at head)" in reader.ran[-1][1].stdout
+    # 2-3. Add a nullable column to a model (the page's line, where it says) and let
+    # Alembic write the revision.
+    insert_after(
         project / "models" / "chat.py",
         "    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))\n",
-        "    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))\n"
-        "    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))\n",
+        column.text,
+        "    ",
     )
-    head, first = revision_ids()[-1], next_id()
     before = versions(project)
-    result = alembic("revision", "--autogenerate", "-m", "Add edited_at to chat_messages")
-    assert result.returncode == 0, result.stderr
+    reader.run_all([revision])
     path = new_revision_file(project, before)
     assert path.name == f"{first}_add_edited_at_to_chat_messages.py"
+    assert f"alembic/versions/{path.name}" in WALKTHROUGH.read_text()
     source = path.read_text()
     assert re.findall(r"op\.\w+", upgrade_body(source)) == ["op.add_column"]
     assert (
@@ -790,113 +834,81 @@ def test_walkthrough_of_changing_the_schema(project, head_db):
     assert 'op.drop_column("chat_messages", "edited_at")' in source
     ruff_clean(path)
 
-    # 2. Apply it, and check that models and database agree.
-    assert alembic("upgrade", "head").returncode == 0
+    # 5. Apply it: models and database agree.
+    reader.run_all([apply_it])
+    assert reader.findings == []  # check and drift found nothing (exit 0)
+    assert "No new upgrade operations detected." in reader.ran[-1][1].stdout
+    assert "No drift: " in reader.ran[-1][1].stdout
     assert (
-        head_db.scalar(
+        db.scalar(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = 'chat_messages'::regclass AND attname = 'edited_at'"
         )
         == "timestamp with time zone"
     )
-    result = alembic("check")
-    assert result.returncode == 0, result.stdout + result.stderr
 
-    # 3. A policy written in natural SQL (PostgreSQL prints it back in its own form).
-    replace_once(
-        project / "models" / "policies.py",
-        '    Policy(CONVERSATIONS, "Owners can manage own conversations", "ALL", OWNER_EXPR),\n',
-        '    Policy(CONVERSATIONS, "Owners can manage own conversations", "ALL", OWNER_EXPR),\n'
-        "    Policy(\n"
-        "        CONVERSATIONS,\n"
-        '        "Customers see only their own conversations",\n'
-        '        "SELECT",\n'
-        '        "customer_id = auth.uid()::text",\n'
-        "    ),\n",
-    )
+    # 6. A policy written in natural SQL (PostgreSQL prints it back in its own form).
+    insert_after(project / "models" / "policies.py", CONVERSATIONS_POLICY, policy.text, "    ")
     before = versions(project)
-    result = alembic(
-        "revision", "--autogenerate", "-m", "Customers see only their own conversations"
-    )
-    assert result.returncode == 0, result.stderr
+    reader.run_all([policy_revision])
     path = new_revision_file(project, before)
     # Cut at a whole word within alembic.ini's truncate_slug_length (40).
-    assert path.name == f"{next_id(first)}_customers_see_only_their_own.py"
+    assert path.name == f"{next_id(first)}_signed_in_owners_read_their_own.py"
+    assert f"`{path.name}`" in WALKTHROUGH.read_text()
     source = path.read_text()
     print(source)  # the revision, access report included, for the record (pytest -s)
-    assert CUSTOMERS_OWN_REPORT in source
-    assert (
-        'CREATE POLICY "Customers see only their own conversations" ON '
-        "public.chat_conversations AS PERMISSIVE FOR SELECT TO public USING "
-        "(customer_id = auth.uid()::text)"
-    ) in source
+    for line in upgrade_shown.text.splitlines():
+        assert line.strip() in source, f"the page shows {line.strip()!r}, the revision has not"
     ruff_clean(path)
 
-    # 4. The run refuses to widen access unless told: the operator reads the report, accepts.
+    # The run refuses to widen access unless told: the operator reads the report, accepts.
     before_upgrade = dump(url)
     refused = alembic("upgrade", "head")
     assert refused.returncode == failures.Refused.exit_code, refused.stdout + refused.stderr
-    [line] = refused.stdout.splitlines()
-    assert line.startswith(
-        "FAILED: The run would widen what anon, authenticated or PUBLIC can do on tables "
-        "that existed before it (before it commits), in "
-    )
-    for role in ("anon", "authenticated"):
-        assert (
-            f"{role} chat_conversations SELECT: filtered -> filtered through "
-            '"Customers see only their own conversations", "Owners can manage own '
-            'conversations", "Owners can view own conversations" (new condition: '
-            "(customer_id = (auth.uid())::text))"
-        ) in line
-    assert line.endswith("then re-run with -x allow_wider_access=true to accept it.")
+    failed, warned = shown_lines(refused_shown)
+    assert refused.stdout.splitlines() == [failed]
     assert dump(url) == before_upgrade
-    assert alembic("-x", "allow_wider_access=true", "upgrade", "head").returncode == 0
+    accepted = alembic("-x", "allow_wider_access=true", "upgrade", "head")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert warned in accepted.stderr.splitlines()
     assert alembic("check").returncode == 0
     drift = cli(project, str(BIN / "chatdb"), "drift", url=url)
     assert drift.returncode == 0, drift.stdout + drift.stderr
     assert drift.stdout.startswith("No drift:")
 
-    # 5. Going back down would drop a value: refused, naming it, until allowed.
-    website = head_db.scalar("INSERT INTO websites DEFAULT VALUES RETURNING id")
-    conversation = head_db.scalar(
+    # 7. Going back down would drop a value: refused, naming it, until allowed.
+    website = db.scalar("INSERT INTO websites DEFAULT VALUES RETURNING id")
+    conversation = db.scalar(
         "INSERT INTO chat_conversations (website_id, customer_id, customer_name, "
         "customer_phone) VALUES (%s, 'c1', 'Customer', '0100') RETURNING id",
         (website,),
     )
-    head_db.conn.execute(
+    db.conn.execute(
         "INSERT INTO chat_messages (conversation_id, sender_type, edited_at) "
         "VALUES (%s, 'customer', now())",
         (conversation,),
     )
     before_downgrade = dump(url)
+    failed, warned = shown_lines(downgrade_shown)
+    assert f"downgrade {first} -> {head}" in failed
     refused = alembic("downgrade", head)
     assert refused.returncode == failures.Refused.exit_code, refused.stdout + refused.stderr
-    assert refused.stdout.splitlines() == [
-        (
-            "FAILED: The run would drop 1 table or column(s) holding values: column "
-            f"chat_messages.edited_at, 1 value (downgrade {first} -> {head}); nothing was "
-            "changed: back the data up, then re-run with -x allow_data_loss=true to drop them."
-        )
-    ]
+    assert refused.stdout.splitlines() == [failed]
     assert dump(url) == before_downgrade
     allowed = alembic("-x", "allow_data_loss=true", "downgrade", head)
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert warned in allowed.stderr.splitlines()
+    assert db.scalar("SELECT version_num FROM alembic_version") == head
+    assert not column_exists(db, "chat_messages", "edited_at")
     assert (
-        "WARNING [chatdb.deploy.data_loss] -x allow_data_loss=true: this run drops what "
-        "nothing else keeps: column chat_messages.edited_at, 1 value "
-        f"(downgrade {first} -> {head}); committing"
-    ) in allowed.stderr.splitlines()
-    assert head_db.scalar("SELECT version_num FROM alembic_version") == head
-    assert not column_exists(head_db, "chat_messages", "edited_at")
-    assert (
-        head_db.scalar(
+        db.scalar(
             "SELECT count(*) FROM pg_policies "
-            "WHERE policyname = 'Customers see only their own conversations'"
+            "WHERE policyname = 'Owners read their own conversations'"
         )
         == 0
     )
 
-    # 6. The copy's own tests that read the history or head pass with the two revisions.
+    # 8. The copy's own tests that read the history or head pass with the two revisions.
     suite = run_the_copys_tests(project, *SUITE_AFTER_A_CHANGE)
     assert suite.returncode == 0, suite.stdout[-6000:] + suite.stderr[-2000:]
     assert re.search(r"\b\d+ passed\b", suite.stdout)

@@ -1,122 +1,73 @@
-"""Issue 12, item 4: the walkthrough of docs/taking-over-production.md, step by step, on a
-database of each shape with rows in every table, standing in for production.
+"""Issue 12, item 4, and issue 18, items 3 and 6: docs/taking-over-production.md, pasted as
+written, on a database of each shape with rows in every table, standing in for
+production.
 
-1. From "production": the schema of the chat tables and of websites/delivery_orders
-   (pg_dump --schema-only, the exact command of the walkthrough), and the output of
-   docs/takeover/platform.sql and docs/takeover/access.sql (psql -X -At);
-2. into a fresh, empty database of another cluster (the plain one, standing in for the
-   local cluster of ./dev up): platform.sql, the dump, access.sql, each with
-   ON_ERROR_STOP in one transaction; the copy's catalog and access matrix are
-   production's;
-3. on the copy: chatdb plan, alembic upgrade head, chatdb drift;
-4. on "production": chatdb plan, then the deploy, then chatdb drift: converged, every
-   value kept, the backend's contract kept.
+The guide's shell blocks run one after another in a copy of the project (tests.docs: one
+bash session, exported variables carried over, a failing command fails its block), with
+only its example URLs replaced: production's by the shape's database, the local
+cluster's port by the one ``./dev up`` gave the copy. Nothing is passed that the guide
+does not show: no ``-x`` option, on any shape. Around the blocks, the test checks what
+each step promises:
+
+1-3. the copy holds production's catalog and prints its access matrix;
+4-5. the plan of the copy succeeds and widens nothing; after its upgrade, drift lists
+     nothing missing or different;
+6-7. the plan of production says what the copy's said, the deploy succeeds, drift is
+     clean, every row and value is kept (but the documented backfills), no access cell
+     of anon or authenticated is wider than before, the backend's calls all succeed,
+     and production's access matrix is the copy's.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from pathlib import Path
+import json
+import subprocess
 
-import psycopg
 import pytest
 from sqlalchemy import create_engine, pool
 
-from chatdb.inspect import catalog
-from chatdb.local.server import bindir
-from tests import shapes, warm
-from tests.convergence import (
-    SHAPES_WIDENING,
-    chatdb_run,
-    contract_problems,
-    drift_problems,
-    value_problems,
+from chatdb.deploy import widening
+from chatdb.inspect import access, catalog
+from tests import shapes
+from tests.convergence import contract_problems, drift_problems, value_problems
+from tests.docs import Reader, project_folder, shell_blocks, warm_environment
+from tests.pg import ROOT
+
+GUIDE = ROOT / "docs" / "taking-over-production.md"
+PRODUCTION_EXAMPLE = (
+    "postgresql://postgres:<password>@db.<project>.supabase.co:5432/postgres?sslmode=require"
 )
-from tests.pg import ROOT, alembic_cli
-
-TABLES = ("chat_conversations", "chat_messages", "chat_participants", "websites", "delivery_orders")
-DOCS = ROOT / "docs" / "takeover"
+LOCAL_EXAMPLE = "127.0.0.1:44625"  # the port the guide shows for ./dev up's cluster
 
 
-def run(*args: str, output: Path | None = None) -> str:
-    result = warm.run(list(args), cwd=os.getcwd(), env=dict(os.environ), timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    if output is not None:
-        output.write_text(result.stdout)
-    return result.stdout
-
-
-def export(production: str, folder: Path) -> list[Path]:
-    """Step 1 of the walkthrough, as written there."""
-    dump = [str(bindir() / "pg_dump"), "--schema-only", "--no-owner", "--no-privileges"]
-    dump += [f"--table=public.{table}" for table in TABLES]
-    run(*dump, production, output=folder / "chat-schema.sql")
-    for name in ("platform", "access"):
-        run(str(bindir() / "psql"), production, "-X", "-At", "-f", str(DOCS / f"{name}.sql"),
-            output=folder / f"{name}.sql")  # fmt: skip
-    return [folder / name for name in ("platform.sql", "chat-schema.sql", "access.sql")]
-
-
-@pytest.fixture
-def local_copy(server):
-    """A fresh, empty database on the other cluster (./dev up's, in the walkthrough)."""
-    name = f"takeover_{uuid.uuid4().hex[:8]}"
-    maintenance = server.url("postgres")
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield server.url(name)
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+def engine(url: str):
+    return create_engine(url.replace("postgresql://", "postgresql+psycopg2://"),
+                         poolclass=pool.NullPool)  # fmt: skip
 
 
 def snapshot(url: str) -> catalog.Snapshot:
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://"),
-                           poolclass=pool.NullPool)  # fmt: skip
+    e = engine(url)
     try:
-        with engine.connect() as connection:
+        with e.connect() as connection:
             return catalog.snapshot(connection)
     finally:
-        engine.dispose()
+        e.dispose()
 
 
-def access_table(url: str) -> list[str]:
-    result = chatdb_run("access", url=url)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout.splitlines()[1:]  # the first line names the database
+def cells(url: str) -> dict[tuple[str, str, str], access.Cell]:
+    """Every cell of anon and authenticated on the chat tables that exist."""
+    e = engine(url)
+    try:
+        with e.connect() as connection:
+            tables = access.existing_tables(connection)
+            found = access.matrix(connection, tables, ("anon", "authenticated"))
+    finally:
+        e.dispose()
+    return {(c.role, c.table, c.command): c for c in found}
 
 
-@pytest.mark.parametrize("shape", ["a", "b", "c", "d"])
-def test_the_walkthrough_on_each_shape(shape, request, tmp_path, local_copy):
-    production = request.getfixturevalue(f"shape_{shape}_db")
-    rows = shapes.all_rows(production.conn)
-    assert all(rows.values()), "every chat table of production has rows"
-    widens = ["-x", "allow_wider_access=true"] if SHAPES_WIDENING[shape] else []
-
-    # 1-2: the copy
-    for script in export(production.url, tmp_path):
-        run(str(bindir() / "psql"), local_copy, "-X", "-q", "-v", "ON_ERROR_STOP=1",
-            "--single-transaction", "-f", str(script))  # fmt: skip
-    assert catalog.differences(snapshot(production.url), snapshot(local_copy)) == {}
-    assert access_table(local_copy) == access_table(production.url)
-
-    # 3: plan, upgrade and drift on the copy
-    local_plan = chatdb_run("plan", *widens, url=local_copy)
-    assert local_plan.returncode == 0, local_plan.stdout + local_plan.stderr
-    upgraded = alembic_cli(*widens, "upgrade", "head", url=local_copy)
-    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-    assert drift_problems(local_copy) == []
-
-    # 4: plan, deploy and drift on production
-    production_plan = chatdb_run("plan", *widens, url=production.url)
-    assert production_plan.returncode == 0, production_plan.stdout + production_plan.stderr
-    assert changes(production_plan.stdout) == changes(local_plan.stdout)
-    deployed = alembic_cli(*widens, "upgrade", "head", url=production.url)
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    assert drift_problems(production.url) == []
-    assert value_problems(rows, shapes.all_rows(production.conn)) == []
-    assert contract_problems(production.conn) == []
-    assert access_table(production.url) == access_table(local_copy)
+def closing_line(plan_stdout: str) -> str:
+    return plan_stdout.strip().splitlines()[-1]
 
 
 def changes(report: str) -> list[str]:
@@ -125,3 +76,80 @@ def changes(report: str) -> list[str]:
     part = report.split("\nChanges, by table:\n", 1)[1].split("\nHazards:\n", 1)[0]
     return [line.split("  (")[0] if line.startswith("  chat_") else line
             for line in part.splitlines()]  # fmt: skip
+
+
+def start_local_cluster(folder) -> int:
+    """The copy's local cluster, started before the guide's step 2 so that its URL is
+    known before the block that uses it runs: the block's own ``./dev up`` then reuses
+    it, as a second ``./dev up`` does. Its port."""
+    started = subprocess.run(
+        ["./dev", "up"],
+        cwd=folder,
+        env=warm_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    return json.loads((folder / ".chatdb" / "cluster.json").read_text())["port"]
+
+
+@pytest.mark.parametrize("shape", ["a", "b", "c", "d"])
+def test_the_guide_pasted_as_written_on_each_shape(shape, request, tmp_path):
+    production = request.getfixturevalue(f"shape_{shape}_db")
+    rows = shapes.all_rows(production.conn)
+    assert all(rows.values()), "every chat table of production has rows"
+    access_before = cells(production.url)
+    folder = project_folder(tmp_path / "project")
+    export, local, load, plan_copy, upgrade_copy, plan_production, deploy = shell_blocks(GUIDE)
+    try:
+        port = start_local_cluster(folder)
+        copy_url = f"postgresql://postgres@127.0.0.1:{port}/takeover"
+        reader = Reader(
+            folder, {PRODUCTION_EXAMPLE: production.url, LOCAL_EXAMPLE: f"127.0.0.1:{port}"}
+        )
+        # 1-3. Export production's schema, make an empty database, load it: the copy's
+        # catalog and access matrix are production's.
+        *_, loaded = reader.run_all([export, local, load])
+        assert catalog.differences(snapshot(production.url), snapshot(copy_url)) == {}
+        assert loaded.stdout.rstrip().endswith("same access")
+        # 4-5. Plan the copy (no -x: none is needed), upgrade it, check it.
+        planned_copy, upgraded_copy = reader.run_all([plan_copy, upgrade_copy])
+        # drift's finding (exit 1) on (b): only the column message, which c001 keeps.
+        assert reader.findings == (['DATABASE_URL="$COPY_URL" ./dev drift'] if shape == "b" else [])
+        assert "WIDER" not in planned_copy.stdout
+        assert closing_line(planned_copy.stdout).startswith("The deploy would succeed")
+        assert drift_problems(copy_url) == []
+        # 6-7. Plan production, deploy, check it.
+        planned, deployed = reader.run_all([plan_production, deploy])
+        assert changes(planned.stdout) == changes(planned_copy.stdout)
+    finally:
+        subprocess.run(
+            ["./dev", "down", "--delete"],
+            cwd=folder,
+            env=warm_environment(),
+            capture_output=True,
+            check=False,
+        )
+    print(f"shape ({shape}): {closing_line(planned.stdout)}")  # for the record (pytest -s)
+    assert drift_problems(production.url) == []
+    assert value_problems(rows, shapes.all_rows(production.conn)) == []
+    assert contract_problems(production.conn) == []
+    access_after = cells(production.url)
+    for key, cell in sorted(access_after.items()):
+        before = access_before.get(key)
+        print(f"  {' '.join(key)}: {before.rows if before else '(new table)'} -> {cell.rows}")
+    wider = [
+        f"{key}: {access_before[key].rows} -> {cell.rows}"
+        for key, cell in access_after.items()
+        if key in access_before and widening.wider(access_before[key], cell)
+    ]
+    assert wider == [], "the takeover widened what anon or authenticated can do"
+    assert {cell.rows for cell in access_after.values()} == {access.NONE}
+    assert matrix_printed(deployed.stdout) == matrix_printed(upgraded_copy.stdout)
+
+
+def matrix_printed(stdout: str) -> str:
+    """The access table a block printed (``./dev access``), without its first line (which
+    names the database)."""
+    return stdout.split("Access to the chat tables at ", 1)[1].split("\n", 1)[1]

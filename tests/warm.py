@@ -285,6 +285,11 @@ def _warm() -> _Warm:
         return _instance
 
 
+def address() -> str:
+    """The Unix socket of this test process's warm process (tests.warm_shim uses it)."""
+    return _warm().address
+
+
 # ----------------------------------------------------------------------------- the warm side
 
 
