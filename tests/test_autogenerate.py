@@ -848,7 +848,9 @@ def walk(project, reader, url, db, up, revision, apply_it, policy_revision, colu
     )
 
     # 6. A policy written in natural SQL (PostgreSQL prints it back in its own form).
-    insert_after(project / "models" / "policies.py", CONVERSATIONS_POLICY, policy.text, "    ")
+    insert_after(
+        project / "models" / "policies.py", CONVERSATIONS_POLICY, policy.text + ",", "    "
+    )
     before = versions(project)
     reader.run_all([policy_revision])
     path = new_revision_file(project, before)
