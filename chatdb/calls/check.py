@@ -59,7 +59,9 @@ _UNKNOWN_COLUMN = re.compile(
 class Outcome:
     """What happened to a call: ``ok``, or the failure's code (``PGRST204``, ``PGRST205``
     or the SQLSTATE), the column it names, and its first line; ``dropped``: the columns
-    the call's retry dropped before it succeeded or failed."""
+    the call's retry dropped before it succeeded or failed; ``rows``: how many rows the
+    request answered (the made row its filters meet: 1 for an update, a delete or a
+    select of the kind the backend makes)."""
 
     call: Call
     ok: bool
@@ -67,6 +69,7 @@ class Outcome:
     column: str | None = None
     message: str = ""
     dropped: tuple[str, ...] = ()
+    rows: int | None = None  # the rows the request answered (it ran and succeeded)
 
     def render(self) -> str:
         where = f"{self.call.where} {self.call.table} {self.call.operation}"
@@ -309,6 +312,7 @@ class Prepared:
     dropped: tuple[str, ...] = ()
     setup: list[str] = field(default_factory=list)
     statement: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)  # what a write sends
     answered: Outcome | None = None
 
 
@@ -328,17 +332,18 @@ class Preparer:
             table = self.catalog.public(call.table)
             if table is None or table.kind not in ("r", "p"):  # a view: PostgREST reads it
                 table = table or Table(postgrest.SCHEMA, call.table, "v")
-            prepared.statement = self.statement(call, table, prepared.setup)
+            prepared.statement = self.statement(call, table, prepared)
         except postgrest.PostgrestError as error:
             prepared.answered = Outcome(
                 call, False, error.code, error.column, error.message, dropped
             )
         return prepared
 
-    def statement(self, call: Call, table: Table, setup: list[str]) -> str:
+    def statement(self, call: Call, table: Table, prepared: Prepared) -> str:
+        setup = prepared.setup
         types = {name: column.type for name, column in table.columns.items()}
         if call.operation in ("insert", "upsert"):
-            payload = self.payload(table, call.writes, setup)
+            payload = prepared.payload = self.payload(table, call.writes, setup)
             conflict: tuple[str, ...] = ()
             if call.operation == "upsert":
                 conflict = table.primary_key
@@ -356,7 +361,7 @@ class Preparer:
             for f in call.filters
         ]
         if call.operation == "update":
-            payload = self.payload(table, call.writes, setup)
+            payload = prepared.payload = self.payload(table, call.writes, setup)
             return postgrest.update_sql(call.table, payload, filters, types)
         if call.operation == "delete":
             return postgrest.delete_sql(call.table, filters, types)
@@ -464,7 +469,7 @@ def do_block(prepared: Sequence[Prepared]) -> str:
     lines = [
         "DECLARE",
         "  outcomes jsonb := '[]';",
-        "  state text; col text; msg text;",
+        "  body json; state text; col text; msg text;",
         "BEGIN",
     ]
     request = [f"EXECUTE {literal(s)};" for s in postgrest.request_statements()]
@@ -474,8 +479,9 @@ def do_block(prepared: Sequence[Prepared]) -> str:
             *(f"    EXECUTE {literal(s)};" for s in item.setup),
             "    BEGIN",
             *(f"      {s}" for s in request),
-            f"      EXECUTE {literal(item.statement)};",
-            f"      outcomes := outcomes || jsonb_build_array(jsonb_build_object('i', {index}));",
+            f"      EXECUTE {literal(item.statement)} INTO body;",
+            "      outcomes := outcomes || jsonb_build_array(jsonb_build_object(",
+            f"        'i', {index}, 'rows', json_array_length(body)));",
             "    EXCEPTION WHEN OTHERS THEN",
             "      GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, col = COLUMN_NAME,",
             "        msg = MESSAGE_TEXT;",
@@ -573,7 +579,7 @@ def run_calls(connection: Connection, calls: Sequence[Call]) -> list[Outcome]:
 def _outcome(item: Prepared, result: dict[str, Any]) -> Outcome:
     code = result.get("code")
     if code is None:
-        return Outcome(item.call, True, dropped=item.dropped)
+        return Outcome(item.call, True, dropped=item.dropped, rows=result.get("rows"))
     message = (result.get("message") or "").splitlines()[0] if result.get("message") else ""
     if result.get("setup"):
         message = f"making the rows the call needs failed: {message}"
