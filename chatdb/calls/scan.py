@@ -480,8 +480,12 @@ class Builder:
                 operator = self.need(call.args[1], "the operator of a filter")
                 filters.append(Filter(column, f"not.{operator}" if negated else str(operator)))
             elif name == "match" and call.args:
-                query = self.need(call.args[0], "the columns of a match")
-                filters += [Filter(self.key(k), "eq") for k in _keys(query)]
+                query = self.resolver.value(call.args[0], self.env)
+                if not isinstance(query, Mapping):
+                    self.needed(query, "the columns of a match", call.args[0])
+                    raise CannotResolve("the columns of a match are not a dict")
+                self.mapping_shape(query, "the columns of a match", call.args[0])
+                filters += [Filter(self.key(k), "eq") for k in query.names()]
             elif name == "or_" and call.args:
                 filters += or_filters(self.need(call.args[0], "the filters of an or_"))
             elif name == "order" and (call.args or _keyword(call, "column")):
@@ -652,10 +656,6 @@ class Builder:
 
 def _query(tail: str) -> list[tuple[str, str]]:
     return parse_qsl(tail.split("?", 1)[1]) if "?" in tail else []
-
-
-def _keys(value: Any) -> list:
-    return value.names() if isinstance(value, Mapping) else []
 
 
 def select_list(text: str) -> list[str]:
