@@ -249,8 +249,9 @@ def read_back_problems(url: str, every: Sequence[Call], *, at_head: bool = True)
                 continue
             savepoint = connection.begin_nested()
             try:
-                if prepared.setup:
-                    send(connection, ";\n".join(prepared.setup))
+                setup = preparer.setup(prepared)
+                if setup:
+                    send(connection, ";\n".join(setup))
                 with request(connection):
                     written = send(connection, prepared.statement).scalar_one()
                     if not written:

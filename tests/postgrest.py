@@ -38,7 +38,7 @@ from chatdb.calls.postgrest import (
     check_payload,
     check_table,
     insert_sql,
-    request_statements,
+    request_sql,
     schema_cache_of,
     schema_cache_sql,
     select_sql,
@@ -75,8 +75,7 @@ def postgrest_request(
     JSON ``request.jwt.claims`` (PostgREST before v9).
     """
     with conn.transaction(force_rollback=not commit):
-        for statement in request_statements(role, sub, legacy=legacy):
-            conn.execute(statement)
+        conn.execute(request_sql(role, sub, legacy=legacy))
         yield conn
 
 

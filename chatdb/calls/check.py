@@ -302,25 +302,46 @@ class Values:
 # --------------------------------------------------------------------------- one call's SQL
 
 
+@dataclass(frozen=True)
+class Row:
+    """A row made for the calls, as the connection's own role: its statement, its
+    values, and the rows it needs first (its parents, and theirs)."""
+
+    index: int
+    statement: str
+    values: dict[str, Any]
+    needs: tuple[int, ...]
+
+
 @dataclass
 class Prepared:
-    """A call ready to run: the rows it needs (statements run as the connection's own
-    role) and its own request's statement; or the outcome PostgREST gives without
-    running anything."""
+    """A call ready to run: the made rows it needs and its own request's statement; or
+    the outcome PostgREST gives without running anything."""
 
     call: Call
     dropped: tuple[str, ...] = ()
-    setup: list[str] = field(default_factory=list)
+    needs: tuple[int, ...] = ()  # indexes of Preparer.rows, parents first
     statement: str = ""
     payload: dict[str, Any] = field(default_factory=dict)  # what a write sends
     answered: Outcome | None = None
 
 
 class Preparer:
+    """Prepares calls against one catalog. The rows they need are shared: one row of a
+    table for every set of columns wanted in it (a conversation for every message
+    insert, a website for every conversation), made once before the calls that need
+    it; each call runs in a subtransaction of its own, so none sees what another did."""
+
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.cache = catalog.cache()
         self.values = Values()
+        self.rows: list[Row] = []
+        self._rows: dict[tuple, Row] = {}
+
+    def setup(self, prepared: Prepared) -> list[str]:
+        """The statements that make the rows ``prepared`` needs, parents first."""
+        return [self.rows[index].statement for index in prepared.needs]
 
     def prepare(self, call: Call, dropped: tuple[str, ...] = ()) -> Prepared:
         prepared = Prepared(call, dropped)
@@ -332,27 +353,28 @@ class Preparer:
             table = self.catalog.public(call.table)
             if table is None or table.kind not in ("r", "p"):  # a view: PostgREST reads it
                 table = table or Table(postgrest.SCHEMA, call.table, "v")
-            prepared.statement = self.statement(call, table, prepared)
+            needs: set[int] = set()
+            prepared.statement = self.statement(call, table, prepared, needs)
+            prepared.needs = tuple(sorted(needs))
         except postgrest.PostgrestError as error:
             prepared.answered = Outcome(
                 call, False, error.code, error.column, error.message, dropped
             )
         return prepared
 
-    def statement(self, call: Call, table: Table, prepared: Prepared) -> str:
-        setup = prepared.setup
+    def statement(self, call: Call, table: Table, prepared: Prepared, needs: set[int]) -> str:
         types = {name: column.type for name, column in table.columns.items()}
         if call.operation in ("insert", "upsert"):
-            payload = prepared.payload = self.payload(table, call.writes, setup)
+            payload = prepared.payload = self.payload(table, call.writes, needs)
             conflict: tuple[str, ...] = ()
             if call.operation == "upsert":
                 conflict = table.primary_key
                 if conflict and all(c in payload for c in conflict):
-                    existing = self.row(table, set(conflict), setup)
+                    existing = self.row(table, set(conflict), needs)
                     payload.update({c: existing[c] for c in conflict})
             return postgrest.insert_sql(call.table, payload, on_conflict=conflict)
         target = (
-            self.row(table, self.filtered_columns(call, table), setup)
+            self.row(table, self.filtered_columns(call, table), needs)
             if table.kind in ("r", "p")
             else {}
         )
@@ -361,7 +383,7 @@ class Preparer:
             for f in call.filters
         ]
         if call.operation == "update":
-            payload = prepared.payload = self.payload(table, call.writes, setup)
+            payload = prepared.payload = self.payload(table, call.writes, needs)
             return postgrest.update_sql(call.table, payload, filters, types)
         if call.operation == "delete":
             return postgrest.delete_sql(call.table, filters, types)
@@ -377,13 +399,13 @@ class Preparer:
             if f.column in table.columns and f.operator not in ("is", "not.is")
         }
 
-    def payload(self, table: Table, writes: Sequence[str], setup: list[str]) -> dict[str, Any]:
+    def payload(self, table: Table, writes: Sequence[str], needs: set[int]) -> dict[str, Any]:
         """Made values for the written columns; a foreign key's columns take a parent
         row's key, the parent made first."""
         values: dict[str, Any] = {}
         for columns, parent, references in table.foreign_keys:
             if any(c in writes for c in columns):
-                row = self.parent(parent, references, setup)
+                row = self.parent(parent, references, needs)
                 if row is not None:
                     values.update(
                         {c: row[r] for c, r in zip(columns, references, strict=True) if c in writes}
@@ -394,41 +416,55 @@ class Preparer:
         return {name: values[name] for name in writes}
 
     def parent(
-        self, where: tuple[str, str], references: Sequence[str], setup: list[str], depth: int = 0
-    ):
+        self, where: tuple[str, str], references: Sequence[str], needs: set[int], depth: int = 0
+    ) -> dict[str, Any] | None:
         table = self.catalog.tables.get(where)
         if table is None or depth > MAX_DEPTH:
             return None
-        return self.row(table, set(references), setup, depth + 1)
+        return self.row(table, set(references), needs, depth + 1)
 
     def row(
-        self, table: Table, wanted: set[str], setup: list[str], depth: int = 0
+        self, table: Table, wanted: set[str], needs: set[int], depth: int = 0
     ) -> dict[str, Any]:
-        """Make a row of ``table`` (as the connection's own role): values for its NOT
-        NULL columns without a default and for ``wanted``, its parents first."""
+        """A row of ``table`` with values in its NOT NULL columns without a default and in
+        ``wanted``, its parents made first: made once, then shared."""
+        key = (table.schema, table.name, frozenset(wanted))
+        found = self._rows.get(key)
+        if found is None:
+            found = self._make_row(table, wanted, depth)
+            self._rows[key] = found
+        needs.update(found.needs)
+        needs.add(found.index)
+        return found.values
+
+    def _make_row(self, table: Table, wanted: set[str], depth: int) -> Row:
         needed = {
             name
             for name, column in table.columns.items()
             if column.not_null and not column.has_default
         } | wanted
         values: dict[str, Any] = {}
+        parents: set[int] = set()
         for columns, parent, references in table.foreign_keys:
             if parent == (table.schema, table.name) or not any(c in needed for c in columns):
                 continue
-            row = self.parent(parent, references, setup, depth)
+            row = self.parent(parent, references, parents, depth)
             if row is not None:
                 values.update(dict(zip(columns, (row[r] for r in references), strict=True)))
         for name in table.columns:
             if name in needed and name not in values:
                 values[name] = self.values.make(table.columns[name], key=table.is_key(name))
         if values:
-            setup.append(
-                postgrest.insert_sql(table.name, values, overriding=True, schema=table.schema)
+            statement = postgrest.insert_sql(
+                table.name, values, overriding=True, schema=table.schema
             )
         else:
-            target = postgrest.qualified(table.name, table.schema)
-            setup.append(f"INSERT INTO {target} DEFAULT VALUES")
-        return values
+            statement = (
+                f"INSERT INTO {postgrest.qualified(table.name, table.schema)} DEFAULT VALUES"
+            )
+        row = Row(len(self.rows), statement, values, tuple(sorted(parents)))
+        self.rows.append(row)
+        return row
 
     def filter_value(self, table: Table, name: str, operator: str, row: dict[str, Any]) -> Any:
         """A value the made row meets: eq its value, neq another, in a list with it, is
@@ -461,44 +497,64 @@ class Preparer:
 # --------------------------------------------------------------------------- running
 
 
-def do_block(prepared: Sequence[Prepared]) -> str:
-    """One DO block that runs every prepared call in a subtransaction of its own: the
-    rows it needs (as the connection's role), then the request (as service_role), its
-    outcome kept in a variable, then everything rolled back (RAISE SQLSTATE UNDO); the
-    outcomes end in the transaction-local setting ``chatdb.calls``, as JSON."""
+def _diagnostics(indent: str) -> list[str]:
+    return [
+        f"{indent}GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, col = COLUMN_NAME,",
+        f"{indent}  msg = MESSAGE_TEXT;",
+    ]
+
+
+def do_block(prepared: Sequence[Prepared], rows: Sequence[Row]) -> str:
+    """One DO block: the rows the calls need, made as the connection's role (each in a
+    subtransaction, its failure kept); then PostgREST's settings for a request of the
+    service-role key (the role, the claims); then every call in a subtransaction of its
+    own, its outcome kept in a variable, rolled back (RAISE SQLSTATE UNDO). At the end
+    everything is rolled back, the role and settings with it, and the outcomes are left
+    in the transaction-local setting ``chatdb.calls``, as JSON."""
     lines = [
         "DECLARE",
         "  outcomes jsonb := '[]';",
+        "  failed jsonb := '{}';",
         "  body json; state text; col text; msg text;",
         "BEGIN",
+        "  BEGIN",
     ]
-    request = [f"EXECUTE {literal(s)};" for s in postgrest.request_statements()]
-    for index, item in enumerate(prepared):
+    needed = sorted({index for item in prepared for index in item.needs})
+    for index in needed:
         lines += [
-            "  BEGIN",
-            *(f"    EXECUTE {literal(s)};" for s in item.setup),
-            "    BEGIN",
-            *(f"      {s}" for s in request),
-            f"      EXECUTE {literal(item.statement)} INTO body;",
-            "      outcomes := outcomes || jsonb_build_array(jsonb_build_object(",
-            f"        'i', {index}, 'rows', json_array_length(body)));",
+            f"    BEGIN EXECUTE {literal(rows[index].statement)};",
             "    EXCEPTION WHEN OTHERS THEN",
-            "      GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, col = COLUMN_NAME,",
-            "        msg = MESSAGE_TEXT;",
-            "      outcomes := outcomes || jsonb_build_array(jsonb_build_object(",
-            f"        'i', {index}, 'code', state, 'column', col, 'message', msg));",
+            *_diagnostics("      "),
+            f"      failed := failed || jsonb_build_object('{index}', jsonb_build_object(",
+            "        'code', state, 'column', col, 'message', msg));",
             "    END;",
-            f"    RAISE SQLSTATE '{UNDO}';",
-            f"  EXCEPTION WHEN SQLSTATE '{UNDO}' THEN NULL;",
-            "    WHEN OTHERS THEN",
-            "      GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, col = COLUMN_NAME,",
-            "        msg = MESSAGE_TEXT;",
-            "      outcomes := outcomes || jsonb_build_array(jsonb_build_object(",
-            f"        'i', {index}, 'code', state, 'column', col, 'setup', true,",
-            "        'message', msg));",
-            "  END;",
+        ]
+    lines.append(f"    EXECUTE {literal(postgrest.request_sql())};")  # from here: service_role
+    for number, item in enumerate(prepared):
+        keys = "ARRAY[" + ", ".join(f"'{index}'" for index in item.needs) + "]::text[]"
+        lines += [
+            f"    IF failed ?| {keys} THEN",
+            f"      outcomes := outcomes || jsonb_build_array(jsonb_build_object('i', {number},",
+            "        'setup', true) || (SELECT failed -> k",
+            f"        FROM unnest({keys}) k WHERE failed ? k LIMIT 1));",
+            "    ELSE",
+            "      BEGIN",
+            f"        EXECUTE {literal(item.statement)} INTO body;",
+            "        outcomes := outcomes || jsonb_build_array(jsonb_build_object(",
+            f"          'i', {number}, 'rows', json_array_length(body)));",
+            f"        RAISE SQLSTATE '{UNDO}';",
+            f"      EXCEPTION WHEN SQLSTATE '{UNDO}' THEN NULL;",
+            "        WHEN OTHERS THEN",
+            *_diagnostics("          "),
+            "          outcomes := outcomes || jsonb_build_array(jsonb_build_object(",
+            f"            'i', {number}, 'code', state, 'column', col, 'message', msg));",
+            "      END;",
+            "    END IF;",
         ]
     lines += [
+        f"    RAISE SQLSTATE '{UNDO}';",
+        f"  EXCEPTION WHEN SQLSTATE '{UNDO}' THEN NULL;",
+        "  END;",
         f"  PERFORM set_config({literal(RESULT_SETTING)}, outcomes::text, true);",
         "END",
     ]
@@ -512,10 +568,12 @@ def do_block(prepared: Sequence[Prepared]) -> str:
 SAVEPOINT = identifier("chatdb_calls")
 
 
-def _run(connection: Connection, prepared: Sequence[Prepared]) -> list[dict[str, Any]]:
+def _run(
+    connection: Connection, prepared: Sequence[Prepared], rows: Sequence[Row]
+) -> list[dict[str, Any]]:
     """One round trip: the DO block inside a savepoint, and its outcomes read back."""
     batch = (
-        f"SAVEPOINT {SAVEPOINT};\n{do_block(prepared)};\nRELEASE SAVEPOINT {SAVEPOINT};\n"
+        f"SAVEPOINT {SAVEPOINT};\n{do_block(prepared, rows)};\nRELEASE SAVEPOINT {SAVEPOINT};\n"
         f"SELECT current_setting({literal(RESULT_SETTING)}), "
         f"set_config({literal(RESULT_SETTING)}, '', true)"
     )
@@ -562,7 +620,9 @@ def run_calls(connection: Connection, calls: Sequence[Call]) -> list[Outcome]:
     pending = [(index, preparer.prepare(call)) for index, call in enumerate(calls)]
     while pending:
         runnable = [(index, item) for index, item in pending if item.answered is None]
-        results = _run(connection, [item for _, item in runnable]) if runnable else []
+        results = (
+            _run(connection, [item for _, item in runnable], preparer.rows) if runnable else []
+        )
         ran = dict(zip((index for index, _ in runnable), results, strict=True))
         again = []
         for index, item in pending:

@@ -4,8 +4,8 @@ PostgREST runs every request in a transaction of its own, as a database role, wi
 JWT's claims in transaction-local settings::
 
     BEGIN;
-    SET LOCAL ROLE service_role;                           -- or anon, authenticated
-    SELECT set_config('request.jwt.claims', '{"role": "service_role"}', true);
+    SELECT set_config('role', 'service_role', true),      -- SET LOCAL ROLE service_role
+           set_config('request.jwt.claims', '{"role": "service_role"}', true);
     <one statement>
     COMMIT;
 
@@ -105,30 +105,21 @@ def claims(role: str, sub: Any = None) -> dict[str, str]:
     return found
 
 
-def request_statements(
-    role: str = SERVICE_ROLE, sub: Any = None, *, legacy: bool = False
-) -> list[str]:
-    """What PostgREST sets at the start of a request's transaction: the role, the JWT's
-    claims, and UTC (a Supabase database's time zone, so JSON times do not depend on
-    the machine)."""
-    statements = [f"SET LOCAL ROLE {identifier(role)}"]
+def request_sql(role: str = SERVICE_ROLE, sub: Any = None, *, legacy: bool = False) -> str:
+    """What PostgREST sets at the start of a request's transaction, as it does it (one
+    ``set_config`` each, local to the transaction): the role, the JWT's claims, and
+    UTC (a Supabase database's time zone, so JSON times do not depend on the machine)."""
+    settings = [("role", role)]
     if legacy:
-        statements += [
-            f"SELECT set_config({literal('request.jwt.claim.' + name)}, {literal(value)}, true)"
-            for name, value in claims(role, sub).items()
+        settings += [
+            (f"request.jwt.claim.{name}", value) for name, value in claims(role, sub).items()
         ]
     else:
-        statements.append(
-            "SELECT set_config('request.jwt.claims', "
-            f"{literal(json.dumps(claims(role, sub)))}, true)"
-        )
-    statements.append("SET LOCAL timezone TO 'UTC'")
-    return statements
-
-
-def request_sql(role: str = SERVICE_ROLE, sub: Any = None, *, legacy: bool = False) -> str:
-    """:func:`request_statements` as one query string."""
-    return "; ".join(request_statements(role, sub, legacy=legacy))
+        settings.append(("request.jwt.claims", json.dumps(claims(role, sub))))
+    settings.append(("TimeZone", "UTC"))
+    return "SELECT " + ", ".join(
+        f"set_config({literal(name)}, {literal(value)}, true)" for name, value in settings
+    )
 
 
 def schema_cache_sql(schema: str = SCHEMA) -> str:
