@@ -606,9 +606,10 @@ def test_the_command_prints_calls_counts_and_unresolved_and_writes_the_file(tmp_
     assert len(calls_file.unresolved) == 1
     header = "\n".join(calls_file.header)
     assert "Scanned: backend/app (1 Python files)" in header, header
-    assert "Not scanned, the repository's other Python files by folder: backend/tests (1)" in (
-        header
-    )
+    assert (
+        "Not scanned, the repository's other Python files by folder: "
+        "backend/tests (1 file, tests: not the running backend);"
+    ) in header, header
 
 
 def test_bad_folders_are_bad_input(tmp_path):

@@ -89,7 +89,10 @@ FILTER_METHODS = {
 WRITES = {"insert": "insert", "upsert": "upsert", "update": "update"}
 STORAGE_METHODS = {"list", "upload", "download", "remove", "get_public_url", "create_signed_url"}
 MISSING_COLUMN_WORDS = {"does not exist": "42703", "schema cache": "PGRST204"}
-UNSCANNED_HINT = "name a folder to scan it when it runs against the production database"
+UNSCANNED_HINT = (
+    "name a folder to scan it too when its code runs against the production database "
+    "(tests with fake clients and one-off scripts do not)"
+)
 
 
 # --------------------------------------------------------------------------- sites
@@ -900,13 +903,23 @@ def header(result: ScanResult, when: datetime) -> list[str]:
     lines = [
         "The backend's PostgREST calls on the chat tables, read from its code by `chatdb calls scan`",
         "(chatdb/calls/model.py says the format; docs/when-the-backend-changes.md how to renew it).",
-        f"Scanned: {folders} ({result.files} Python files){result.commit}, on {when:%Y-%m-%d %H:%M} UTC.",
+        f"Scanned: {folders} ({result.files} Python files){result.commit}, on {when:%Y-%m-%d} (UTC).",
     ]
     if result.unscanned:
-        shown = ", ".join(f"{name} ({count})" for name, count in result.unscanned)
+        shown = ", ".join(f"{name} ({_kind(name, count)})" for name, count in result.unscanned)
         lines.append(f"Not scanned, the repository's other Python files by folder: {shown};")
-        lines.append(f"they are not the running backend: {UNSCANNED_HINT}.")
+        lines.append(f"{UNSCANNED_HINT}.")
     return lines
+
+
+NOT_RUNNING = {"tests": "tests", "test": "tests", "migrations": "migrations"}
+
+
+def _kind(folder: str, count: int) -> str:
+    """``61 files, tests: not the running backend`` for a folder of tests or migrations."""
+    files = f"{count} file{'s' if count != 1 else ''}"
+    kind = NOT_RUNNING.get(folder.rsplit("/", 1)[-1])
+    return f"{files}, {kind}: not the running backend" if kind else files
 
 
 def commit_of(folder: Path) -> str:
