@@ -432,8 +432,9 @@ class Builder:
                 raise NeedsCallers(bad, what)
             raise CannotResolve(f"{what} comes from {bad}, which the call site does not pass")
         if bad is not None:
-            shown = f" is {source_of(node)}" if node is not None else ""
-            raise CannotResolve(f"{what}{shown}: {bad}")
+            shown = source_of(node) if node is not None else ""
+            where = f" ({shown})" if shown and not str(bad).startswith(shown) else ""
+            raise CannotResolve(f"{what}{where} cannot be read: {bad}")
         return value
 
     def soft(self, node: ast.AST | None) -> Any:
@@ -544,7 +545,8 @@ class Builder:
 
     def mapping_shape(self, mapping: Mapping, what: str, node: ast.AST | None) -> None:
         """Every key of ``mapping`` and every ``**spread`` known (values may not be)."""
-        self.needed([*mapping.spreads, *(k for k, _ in mapping.items)], f"{what}'s keys", node)
+        keys = [*mapping.spreads, *(k for k, _ in mapping.items)]
+        self.needed(keys, f"the keys of {what}", node)
 
     def select_columns(self, call: ast.Call) -> list[str]:
         if not call.args:
