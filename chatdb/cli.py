@@ -6,8 +6,10 @@ chatdb down    stop the local PostgreSQL (--delete also removes its data)
 chatdb access  what anon, authenticated and service_role can do (chatdb.inspect.access)
 chatdb drift   how the database differs from the models (chatdb.inspect.drift)
 chatdb plan    what `alembic upgrade head` would do, run and rolled back (chatdb.deploy.plan)
+chatdb calls   the backend's PostgREST calls on the chat tables: `scan` reads them from its
+               code into a calls file, `check` runs them as PostgREST would (chatdb.calls)
 
-drift and access read DATABASE_URL, else the running local cluster.
+drift, access and calls check read DATABASE_URL, else the running local cluster.
 
 Every subcommand is a function of the parsed arguments that returns its exit code
 (0, or 1 for a finding: drift found differences, plan found the deploy would fail) and
@@ -26,6 +28,7 @@ from alembic import command
 from alembic.util import CommandError
 
 from chatdb import database, failures
+from chatdb.calls import command as calls
 from chatdb.deploy import options, plan
 from chatdb.inspect import access, drift
 from chatdb.local import throwaway as local
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     access.add_parser(sub)
     drift.add_parser(sub)
     plan.add_parser(sub)
+    calls.add_parser(sub)
     return parser
 
 

@@ -18,20 +18,32 @@ transaction runs with the role's privileges and policies, as PostgREST's would.
 run a whole request the way PostgREST builds it for the service-role key (the key the
 chat backend uses): the payload's columns checked against the schema cache first
 (PGRST204), then one statement over ``json_populate_recordset`` / ``json_populate_record``,
-its result returned as PostgREST's JSON body.
+its result returned as PostgREST's JSON body. The statements are chatdb.calls.postgrest's
+(the calls check runs the same text); here they run on the tests' psycopg 3 connections.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
 
+from chatdb.calls.postgrest import (
+    Cache,
+    Filter,
+    Pgrst204,  # noqa: F401 - the tests catch it from here
+    check_payload,
+    check_table,
+    insert_sql,
+    request_sql,
+    schema_cache_of,
+    schema_cache_sql,
+    select_sql,
+    update_sql,
+)
 from chatdb.inspect.access import ALL, COMMANDS, NONE, REFUSED, read_matrix_from_env
 from tests.pg import database_url
 
@@ -62,18 +74,8 @@ def postgrest_request(
     re-raised. ``legacy`` sets ``request.jwt.claim.<name>`` per claim instead of the
     JSON ``request.jwt.claims`` (PostgREST before v9).
     """
-    claims: dict[str, str] = {"role": role}
-    if sub is not None:
-        claims["sub"] = str(sub)
     with conn.transaction(force_rollback=not commit):
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-        if legacy:
-            for name, value in claims.items():
-                conn.execute(
-                    "SELECT set_config(%s, %s, true)", (f"request.jwt.claim.{name}", value)
-                )
-        else:
-            conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
+        conn.execute(request_sql(role, sub, legacy=legacy))
         yield conn
 
 
@@ -233,108 +235,26 @@ def refusal(exc: psycopg.errors.InsufficientPrivilege) -> str:
 
 # --------------------------------------------------------------------------- REST calls
 #
-# The three calls below are what PostgREST does with a request of the service-role key
-# (the chat backend's key), in the order it does it:
-# 1. it looks the payload's columns up in its schema cache, and answers HTTP 400 with
-#    PGRST204 for the first one it does not know, without sending anything to the
-#    database (the backend's fallback, which looks for "column ... does not exist",
-#    does not recognise that message);
-# 2. it runs one statement, in a transaction, as the JWT's role, the payload read with
-#    json_populate_recordset (INSERT) or json_populate_record (UPDATE), so a value is
-#    converted to its column's type by PostgreSQL, and a column the payload does not
-#    name gets its default (INSERT) or is left alone (UPDATE);
-# 3. it answers the rows (Prefer: return=representation) as JSON.
-# Selected and filtered columns are not checked against the cache: PostgreSQL reports
-# an unknown one (42703, "column chat_messages.message does not exist"), and PostgREST
-# passes that on; the backend's select fallback (chat.py's _fetch_chat_messages) is
-# written for exactly that message. Database errors surface here as psycopg errors
-# carrying their SQLSTATE (23502 not_null_violation, ...).
-#
-# Times: JSON output of timestamptz follows the session's TimeZone; each request sets
-# it to UTC, the time zone of a Supabase database, so results do not depend on the
-# test machine.
-
-Filter = tuple[str, str, object]  # (column, "eq" | "neq" | "in", value); "in" takes a list
-_OPERATORS = {"eq": "=", "neq": "<>"}
+# The three calls below run a whole request as PostgREST does with the service-role key
+# (the chat backend's key), with chatdb.calls.postgrest's statements: the payload's
+# columns looked up in the schema cache first (Pgrst204, nothing sent), then one
+# statement as the JWT's role, its rows answered as JSON. Database errors surface as
+# psycopg errors carrying their SQLSTATE (23502 not_null_violation, 42703 for an unknown
+# selected column, ...).
 
 
-class Pgrst204(Exception):
-    """PostgREST's error for a payload column its schema cache does not have (HTTP 400)."""
-
-    code = "PGRST204"
-
-    def __init__(self, table: str, column: str) -> None:
-        self.table = table
-        self.column = column
-        self.message = f"Could not find the '{column}' column of '{table}' in the schema cache"
-        super().__init__(f"{self.code}: {self.message}")
-
-
-def schema_cache(conn: psycopg.Connection, schema: str = "public") -> dict[str, dict[str, str]]:
+def schema_cache(conn: psycopg.Connection, schema: str = "public") -> Cache:
     """PostgREST's schema cache of ``schema``, read now: {table: {column: type}}.
 
     Pass one to the calls below to keep it across schema changes, as a PostgREST that
     has not reloaded would; by default each call reads a fresh one (a reloaded cache).
     """
-    rows = conn.execute(
-        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
-        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
-        "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
-        (schema,),
-    ).fetchall()
-    cache: dict[str, dict[str, str]] = {}
-    for table, column, type_ in rows:
-        cache.setdefault(table, {})[column] = type_
-    return cache
+    return schema_cache_of(conn.execute(schema_cache_sql(schema)).fetchall())
 
 
-def _cached_columns(conn, table: str, cache) -> dict[str, str]:
-    cache = schema_cache(conn) if cache is None else cache
-    return cache.get(table, {})
-
-
-def _check_payload(table: str, names, columns: dict[str, str]) -> None:
-    for name in names:
-        if name not in columns:
-            raise Pgrst204(table, name)
-
-
-def _column(table: str, name: str) -> sql.Composable:
-    return sql.Identifier("public", table, name)
-
-
-def _where(table: str, filters, columns: dict[str, str]) -> tuple[sql.Composable, list]:
-    """PostgREST's filters: the value is a literal PostgreSQL casts to the column's type."""
-    parts, params = [], []
-    for name, operator, value in filters:
-        column = _column(table, name)
-        type_ = columns.get(name)  # unknown: no cast, and PostgreSQL reports the column
-        if operator == "in":
-            cast = sql.SQL("::{}[]").format(sql.SQL(type_)) if type_ else sql.SQL("")
-            parts.append(sql.SQL("{} = ANY(%s{})").format(column, cast))
-            params.append([None if v is None else str(v) for v in value])
-        else:
-            cast = sql.SQL("::{}").format(sql.SQL(type_)) if type_ else sql.SQL("")
-            parts.append(sql.SQL("{} {} %s{}").format(column, sql.SQL(_OPERATORS[operator]), cast))
-            params.append(None if value is None else str(value))
-    if not parts:
-        return sql.SQL(""), params
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts), params
-
-
-def _as_json_body(statement: sql.Composable) -> sql.Composable:
-    return sql.SQL(
-        "WITH pgrst_source AS ({}) "
-        "SELECT coalesce(json_agg(pgrst_source), '[]'::json) FROM pgrst_source"
-    ).format(statement)
-
-
-def _request(conn, statement, params, role: str, commit: bool) -> list[dict]:
+def _request(conn: psycopg.Connection, statement: str, role: str, commit: bool) -> list[dict]:
     with postgrest_request(conn, role, commit=commit):
-        conn.execute("SET LOCAL timezone TO 'UTC'")
-        return conn.execute(_as_json_body(statement), params).fetchone()[0]
+        return conn.execute(statement).fetchone()[0]
 
 
 def rest_insert(
@@ -344,18 +264,11 @@ def rest_insert(
     *,
     role: str = "service_role",
     commit: bool = True,
-    cache: dict[str, dict[str, str]] | None = None,
+    cache: Cache | None = None,
 ) -> list[dict]:
     """``POST /rest/v1/<table>`` with ``payload`` and ``Prefer: return=representation``."""
-    columns = _cached_columns(conn, table, cache)
-    _check_payload(table, payload, columns)
-    target = sql.Identifier("public", table)
-    names = sql.SQL(", ").join(sql.Identifier(name) for name in payload)
-    statement = sql.SQL(
-        "INSERT INTO {target} ({names}) SELECT {names} "
-        "FROM json_populate_recordset(NULL::{target}, %s::json) RETURNING {target}.*"
-    ).format(target=target, names=names)
-    return _request(conn, statement, [json.dumps([payload])], role, commit)
+    check_payload(table, list(payload), schema_cache(conn) if cache is None else cache)
+    return _request(conn, insert_sql(table, payload), role, commit)
 
 
 def rest_update(
@@ -366,23 +279,12 @@ def rest_update(
     *,
     role: str = "service_role",
     commit: bool = True,
-    cache: dict[str, dict[str, str]] | None = None,
+    cache: Cache | None = None,
 ) -> list[dict]:
     """``PATCH /rest/v1/<table>?<filters>`` with ``payload``, returning the updated rows."""
-    columns = _cached_columns(conn, table, cache)
-    _check_payload(table, payload, columns)
-    target = sql.Identifier("public", table)
-    assignments = sql.SQL(", ").join(
-        sql.SQL("{} = pgrst_body.{}").format(sql.Identifier(name), sql.Identifier(name))
-        for name in payload
-    )
-    where, params = _where(table, filters, columns)
-    statement = sql.SQL(
-        "UPDATE {target} SET {assignments} "
-        "FROM (SELECT * FROM json_populate_record(NULL::{target}, %s::json)) pgrst_body"
-        "{where} RETURNING {target}.*"
-    ).format(target=target, assignments=assignments, where=where)
-    return _request(conn, statement, [json.dumps(payload), *params], role, commit)
+    cache = schema_cache(conn) if cache is None else cache
+    check_payload(table, list(payload), cache)
+    return _request(conn, update_sql(table, payload, filters, cache[table]), role, commit)
 
 
 def rest_select(
@@ -394,33 +296,14 @@ def rest_select(
     *,
     limit: int | None = None,
     role: str = "service_role",
-    cache: dict[str, dict[str, str]] | None = None,
+    cache: Cache | None = None,
 ) -> list[dict]:
     """``GET /rest/v1/<table>?select=<columns>&<filters>&order=<order>&limit=<limit>``.
 
     ``columns`` may be ``["*"]``; ``order`` items are PostgREST's ``column.desc`` or
-    ``column.asc`` (or a bare column). Read-only: the transaction is rolled back.
+    ``column.asc``. Read-only: the transaction is rolled back.
     """
-    known = _cached_columns(conn, table, cache)
-    selected = (
-        sql.SQL("{}.*").format(sql.Identifier("public", table))
-        if list(columns) == ["*"]
-        else sql.SQL(", ").join(_column(table, name) for name in columns)
-    )
-    where, params = _where(table, filters, known)
-    ordering = []
-    for item in order:
-        name, _, direction = item.partition(".")
-        ordering.append(
-            sql.SQL("{} {}").format(
-                _column(table, name), sql.SQL("DESC" if direction == "desc" else "ASC")
-            )
-        )
-    statement = sql.SQL("SELECT {} FROM {}{}").format(
-        selected, sql.Identifier("public", table), where
-    )
-    if ordering:
-        statement += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(ordering)
-    if limit is not None:
-        statement += sql.SQL(" LIMIT {}").format(sql.Literal(limit))
-    return _request(conn, statement, params, role, commit=False)
+    cache = schema_cache(conn) if cache is None else cache
+    check_table(table, cache)
+    statement = select_sql(table, columns, filters, order, cache[table], limit)
+    return _request(conn, statement, role, commit=False)

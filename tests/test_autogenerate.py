@@ -547,9 +547,18 @@ def test_naming_convention_gives_postgresql_default_names(head_db):
 @pytest.fixture
 def project(tmp_path) -> Path:
     """A copy of the project to edit like a developer would: its Alembic files and
-    models, and its tests with what they read (docs/spec, .gitignore), so that the
-    copy's own test suite can run on what the developer changed."""
-    return copy_project(tmp_path, "pyproject.toml", ".gitignore", "tests", "docs/spec")
+    models, and its tests with what they read (docs/spec, the calls file and the table
+    of docs/backend-contract.md, .gitignore), so that the copy's own test suite can run on
+    what the developer changed."""
+    return copy_project(
+        tmp_path,
+        "pyproject.toml",
+        ".gitignore",
+        "tests",
+        "docs/spec",
+        "calls",
+        "docs/backend-contract.md",
+    )
 
 
 def cli(project: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from chatdb.sqltext import literal, send  # noqa: F401 - the run's modules call session.send
 
 log = logging.getLogger("chatdb.deploy.session")
 
@@ -83,10 +84,6 @@ def autocommit(connection: Connection) -> Iterator[Connection]:
         quietly(restore, "isolation level")
 
 
-def literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 @contextmanager
 def setting(connection: Connection, name: str, value: str) -> Iterator[None]:
     """Set a session setting for one step, then put the session's value back (quietly:
@@ -97,9 +94,3 @@ def setting(connection: Connection, name: str, value: str) -> Iterator[None]:
         yield
     finally:
         quietly(lambda: connection.execute(text(f"SET {name} = {literal(saved)}")), name)
-
-
-def send(connection: Connection, sql: str) -> Any:
-    """Send ``sql`` (one statement or several) as written, without a parameter
-    collection, so that a ``%`` in it (LIKE 'a%') is not taken for a placeholder."""
-    return connection.exec_driver_sql(sql, execution_options={"no_parameters": True})
