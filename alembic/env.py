@@ -12,6 +12,7 @@ that every part of the run gets from here.
 
 import io
 from logging.config import fileConfig
+from pathlib import Path
 
 from alembic import context
 
@@ -79,7 +80,8 @@ def run_migrations_online() -> None:
 
 
 with failures.exit_codes(config):
-    run_options = RunOptions.from_x(context.get_x_argument(as_dictionary=True))
+    project = Path(config.config_file_name).parent if config.config_file_name else None
+    run_options = RunOptions.from_x(context.get_x_argument(as_dictionary=True), project=project)
     reload_hook = ReloadHook.from_options(run_options)
     config.attributes["reload_hook"] = reload_hook
     common_options = dict(

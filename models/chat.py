@@ -1,7 +1,7 @@
 """The chat system's tables at head: as migration 004 (repaired by 008) defines them,
 with what the revisions after it add (009: message_text and the phone indexes; 012:
 the message_type index; 013: the partial media_url and metadata indexes; 014:
-website_name).
+website_name; c004: rider_id).
 
 Names of indexes and constraints are PostgreSQL's defaults or the SQL files' own,
 because production databases already hold these objects under these names.
@@ -52,6 +52,8 @@ class ChatConversation(Base):
     customer_phone: Mapped[str | None] = mapped_column(Text)
     # 014 (FIX A's column): the backend writes it with every conversation it creates.
     website_name: Mapped[str | None] = mapped_column(Text)
+    # c004 (005's column): the backend writes the rider assigned to the order.
+    rider_id: Mapped[uuid.UUID | None]
     status: Mapped[str | None] = mapped_column(Text, server_default=text("'active'::text"))
     unread_owner: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
     unread_customer: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))

@@ -28,6 +28,7 @@ KNOWN: dict[str, str] = {
     "allow_data_loss": "let a run drop tables or columns that hold values (false)",
     "allow_wider_access": "let a run widen what anon or authenticated can do (false)",
     "allow_breaking_calls": "let a run break a call the backend makes (false)",
+    "calls_file": "the backend's calls a run keeps working (calls/backend.calls)",
     "pgrst_channel": "the channel of the PostgREST reload NOTIFY (pgrst)",
     "pgrst_reload": "send the PostgREST reload NOTIFY (true)",
     "online": "online path for large tables: auto, always or never (auto)",

@@ -40,7 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from chatdb import database, failures
-from chatdb.deploy import rewrites, widening
+from chatdb.deploy import calls_guard, rewrites, widening
 from chatdb.deploy.online.ops import PLAN_OLD
 from chatdb.deploy.online.steps import (
     AddColumn,
@@ -94,6 +94,7 @@ class Plan:
     dropped: list = field(default_factory=list)
     widened: list = field(default_factory=list)
     rewrites: list[rewrites.Rewrite] = field(default_factory=list)
+    calls: calls_guard.Comparison | None = None
     estimates: dict[str, float] = field(default_factory=dict)  # the run's, as it logs them
     finished: bool = False
 
@@ -128,6 +129,7 @@ class Plan:
         self.dropped = list(run.data_loss.dropped)
         self.rewrites = [*self.rewrites, *(self._existing(r) for r in run.rewrites.found)]
         self.widened = run.access.widened(connection)
+        self.calls = run.calls.compare(connection, always=True)
 
     def _existing(self, rewrite: rewrites.Rewrite) -> rewrites.Rewrite:
         """The rewrite's columns that held values before the run."""
@@ -168,9 +170,29 @@ class Plan:
         lines += self._changes()
         lines += ["", "Access that would change (anon, authenticated, PUBLIC):"]
         lines += self._access()
+        lines += ["", "Backend calls (calls/backend.calls, run as PostgREST runs them):"]
+        lines += self._calls()
         lines += ["", "Hazards:"]
         lines += self._hazards()
         return "\n".join(lines)
+
+    def _calls(self) -> list[str]:
+        if self.calls is None:
+            known = self.catalog_after is not None
+            return [
+                "  (no calls file)" if known else "  (not known: the run failed before its end)"
+            ]
+        out = [f"  {self.calls.summary()}"]
+        out += [f"  BROKEN {broken}" for broken in self.calls.broken]
+        out += [
+            f"  fixed  {o.call.where} {o.call.table} {o.call.operation}" for o in self.calls.fixed
+        ]
+        if self.calls.broken:
+            out.append(
+                "  BROKEN: the run refuses to break a call the backend makes unless "
+                f"-x {calls_guard.OVERRIDE}=true"
+            )
+        return out
 
     def _changes(self) -> list[str]:
         changed = (

@@ -3,12 +3,13 @@
 env.py drives an attempt (chatdb.deploy.runtime makes it, retries it after a lock
 timeout):
 
-    run.prepare(context)              # before the transaction: access snapshot, pass 1
+    run.prepare(context)              # before the transaction: the backend's calls and the
+                                      # access matrix as they are, then pass 1
     context.configure(..., **run.context_options())
     with context.begin_transaction():
         context.run_migrations()      # pass 2
-        run.before_commit()           # data-loss and access guards (chatdb plan: report)
         <reload NOTIFY>
+        run.before_commit()           # data-loss, access and calls guards (chatdb plan: report)
 
 Only upgrades and downgrades are checked; other commands that run env.py (check,
 revision --autogenerate, chatdb drift) compare and change nothing.
@@ -24,7 +25,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from chatdb.deploy import batching, data_loss, rewrites, session, widening
+from chatdb.deploy import batching, calls_guard, data_loss, rewrites, session, widening
 from chatdb.deploy.online import prepare
 from chatdb.deploy.online.executor import Executor, OnlineStepFailed
 from chatdb.deploy.online.state import DEPLOY, PLAN, RunState
@@ -63,6 +64,7 @@ class Run:
         # chatdb plan measures the values each backfill changes (chatdb.deploy.rewrites).
         self.rewrites = rewrites.Recorder(current_step) if plan is not None else None
         self.access = widening.Guard(options.allow_wider_access)
+        self.calls = calls_guard.Guard.from_file(options.calls_file, options.allow_breaking_calls)
         self.executor = Executor(connection, open_watcher=open_watcher)
         self.active = False
         # Where the attempt is, for a failure's sentence: prepare (reading, before pass 1),
@@ -89,6 +91,9 @@ class Run:
         if not self.active:
             self.online = None  # type: ignore[assignment]
             return
+        # The backend's calls, run before anything changes (in a transaction of their
+        # own, rolled back): what works now must work after the run.
+        self.calls.snapshot(self.connection)
         # Everything before the run's transaction runs in autocommit: no transaction (and
         # no snapshot) is held, and Alembic then begins the run's own transaction.
         with session.autocommit(self.connection):
@@ -202,6 +207,7 @@ class Run:
             self.plan.after(self)
         self.data_loss.check()
         self.access.check(self.connection)
+        self.calls.check(self.connection)
         if self.plan is not None:
             self.plan.succeeded(self)
         self.stage = "commit"

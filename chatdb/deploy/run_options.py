@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from chatdb.deploy import options
 from chatdb.deploy.locking import DeployOptions
 from chatdb.deploy.online.settings import OnlineOptions
+from chatdb.failures import BadInput
 
 DEFAULT_CHANNEL = "pgrst"
+CALLS_FILE = Path("calls") / "backend.calls"  # in the project's folder
 CHANNEL_ENV = "PGRST_DB_CHANNEL"
 
 # The overrides of the guards, each an explicit -x the operator gives (docs/deploying.md).
@@ -40,16 +43,28 @@ class RunOptions:
     allow_transaction_pooler: bool = False
     pgrst_channel: str = DEFAULT_CHANNEL
     pgrst_reload: bool = True
+    calls_file: Path | None = None  # the backend's calls (chatdb.deploy.calls_guard)
 
     @classmethod
     def from_x(
-        cls, x_args: Mapping[str, str], environ: Mapping[str, str] | None = None
+        cls,
+        x_args: Mapping[str, str],
+        environ: Mapping[str, str] | None = None,
+        project: Path | None = None,
     ) -> RunOptions:
         """Read ``-x`` arguments (``context.get_x_argument(as_dictionary=True)``) and
         the environment (PGRST_DB_CHANNEL); an unknown name or a bad value is a BadInput
-        naming it."""
+        naming it. ``project``: the folder of alembic.ini, where the calls file is
+        (``-x calls_file=PATH`` names another, relative to it)."""
         environ = os.environ if environ is None else environ
         x = options.canonical(x_args)
+        calls_file = None
+        if "calls_file" in x:
+            calls_file = (project or Path.cwd()) / x["calls_file"]
+            if not calls_file.is_file():
+                raise BadInput(f"-x calls_file={x['calls_file']!r}: no such file ({calls_file}).")
+        elif project is not None:
+            calls_file = project / CALLS_FILE
         return cls(
             deploy=DeployOptions.from_x(x),
             online=OnlineOptions.from_x(x),
@@ -59,6 +74,7 @@ class RunOptions:
             allow_transaction_pooler=options.flag(x, ALLOW_TRANSACTION_POOLER),
             pgrst_channel=x.get("pgrst_channel") or environ.get(CHANNEL_ENV) or DEFAULT_CHANNEL,
             pgrst_reload=options.flag(x, "pgrst_reload", default=True),
+            calls_file=calls_file,
         )
 
 
