@@ -30,6 +30,7 @@ from tests.fixtures import (  # noqa: F401  (fixtures: pytest finds them through
     any_shape_db,
     at_008_db,
     project_copy,
+    project_with_a_revision,
     shape_a_db,
     shape_b_db,
     shape_c_db,

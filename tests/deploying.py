@@ -6,7 +6,10 @@
 - :class:`Deploy`: ``alembic upgrade head`` (or a revision) in the background, its log
   lines collected;
 - :class:`Blocker`: a transaction the test holds open, as live traffic would;
-- :func:`wait_until`: poll the server until something is true.
+- :func:`wait_until`: poll the server until something is true;
+- :func:`add_revision`, :func:`deploy`, :func:`failed_line`: a revision after head in a
+  copy of the project (fixture ``project_with_a_revision``, tests/fixtures.py), deployed
+  with the real command line, and the one line of a refusal.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 
 from chatdb.deploy.locking import LOCK_KEY
 from chatdb.local.server import bindir
 from tests import warm
-from tests.pg import ALEMBIC, ROOT, command_env
+from tests.pg import ALEMBIC, ROOT, command_env, revision_ids
 
 # A deploy waiting for the migration lock polls pg_try_advisory_lock in autocommit (it
 # holds no transaction, so no lock wait shows in pg_locks): between polls, its session
@@ -162,3 +167,46 @@ def waiting_pids(conn: psycopg.Connection, table: str) -> list[int]:
         "SELECT pid FROM pg_locks WHERE NOT granted AND relation = to_regclass(%s)", (table,)
     ).fetchall()
     return [row[0] for row in rows]
+
+
+# --------------------------------------------------------------------------- a revision after head
+
+
+def add_revision(project: Path, *statements: str) -> None:
+    """Revision t01 after head, running ``statements``."""
+    body = "\n".join(f"    op.execute({statement!r})" for statement in statements)
+    (project / "alembic" / "versions" / "t01_test_revision.py").write_text(
+        textwrap.dedent(f'''\
+            """A revision of the test.
+
+            Revision ID: t01
+            Revises: {revision_ids()[-1]}
+            """
+
+            from alembic import op
+
+            revision = "t01"
+            down_revision = "{revision_ids()[-1]}"
+            branch_labels = None
+            depends_on = None
+
+
+            def upgrade() -> None:
+            ''')
+        + body
+        + "\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+
+
+def deploy(project: Path, url: str, *x: str) -> subprocess.CompletedProcess:
+    args = [arg for option in x for arg in ("-x", option)]
+    return warm.run(
+        [ALEMBIC, *args, "upgrade", "head"], cwd=project, env=command_env(url), timeout=180
+    )
+
+
+def failed_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stdout.splitlines() if line.startswith("FAILED: ")]
+    # Refused before any change: exit code 4 (docs/failures.md).
+    assert result.returncode == 4 and len(lines) == 1, result.stdout + result.stderr
+    return lines[0]

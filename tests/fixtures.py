@@ -93,6 +93,13 @@ def supabase_at_008_db(_supabase_at_008) -> Database:
 
 
 @pytest.fixture
+def project_with_a_revision(tmp_path):
+    """A copy of the project's Alembic files, models and calls file, to add a revision
+    to (tests.deploying.add_revision)."""
+    return copy_project(tmp_path, "pyproject.toml", "calls")
+
+
+@pytest.fixture
 def project_copy(tmp_path):
     """The project's migration files in a folder of their own, so that `chatdb up` puts
     its local cluster (.chatdb/) there; the cluster is deleted afterwards."""

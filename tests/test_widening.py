@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import textwrap
-from pathlib import Path
 
 import psycopg
 import pytest
 from alembic import op
 from sqlalchemy import text
 
-from tests import warm
-from tests.deploying import dump
-from tests.pg import ALEMBIC, alembic_cli, command_env, copy_project, migrate, revision_ids
+from tests.deploying import add_revision, deploy, dump, failed_line
+from tests.pg import alembic_cli, migrate
 
 WIDENED = "-x allow_wider_access=true: access widened: "
+
+
+@pytest.fixture
+def project(project_with_a_revision):
+    return project_with_a_revision
+
+
 REFUSAL = (
     "FAILED: The run would widen what anon, authenticated or PUBLIC can do on tables that "
     "existed before it (before it commits), in {n} cell(s): {cells}; the run was rolled "
@@ -35,53 +39,6 @@ REFUSAL = (
     "re-run with -x allow_wider_access=true to accept it."
 )
 OWNER_EXPR = "website_id IN (SELECT id FROM websites WHERE user_id = auth.uid())"
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """A copy of the project's Alembic files and models, to add a revision to."""
-    copy_project(tmp_path, "pyproject.toml")
-    return tmp_path
-
-
-def add_revision(project: Path, *statements: str) -> None:
-    """Revision t01 after head, running ``statements``."""
-    body = "\n".join(f"    op.execute({statement!r})" for statement in statements)
-    (project / "alembic" / "versions" / "t01_test_revision.py").write_text(
-        textwrap.dedent(f'''\
-            """A revision of the test.
-
-            Revision ID: t01
-            Revises: {revision_ids()[-1]}
-            """
-
-            from alembic import op
-
-            revision = "t01"
-            down_revision = "{revision_ids()[-1]}"
-            branch_labels = None
-            depends_on = None
-
-
-            def upgrade() -> None:
-            ''')
-        + body
-        + "\n\n\ndef downgrade() -> None:\n    pass\n"
-    )
-
-
-def deploy(project: Path, url: str, *x: str) -> subprocess.CompletedProcess:
-    args = [arg for option in x for arg in ("-x", option)]
-    return warm.run(
-        [ALEMBIC, *args, "upgrade", "head"], cwd=project, env=command_env(url), timeout=180
-    )
-
-
-def failed_line(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stdout.splitlines() if line.startswith("FAILED: ")]
-    # Refused before any change: exit code 4 (docs/failures.md).
-    assert result.returncode == 4 and len(lines) == 1, result.stdout + result.stderr
-    return lines[0]
 
 
 def widened_lines(result: subprocess.CompletedProcess) -> list[str]:

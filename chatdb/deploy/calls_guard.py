@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from chatdb.calls.check import CallsCannotRun, Outcome, read_calls_file, run_calls
+from chatdb.calls.check import CallsCannotRun, Outcome, run_calls
 from chatdb.calls.model import Call
-from chatdb.deploy.run_options import ALLOW_BREAKING_CALLS
+from chatdb.deploy.run_options import ALLOW_BREAKING_CALLS, RunOptions
 from chatdb.failures import Refused
 
 log = logging.getLogger("chatdb.deploy.calls_guard")
@@ -85,12 +84,9 @@ class Guard:
         self.comparison: Comparison | None = None
 
     @classmethod
-    def from_file(cls, path: Path | None, allowed: bool) -> Guard:
-        """The calls of ``path`` (none when it is None or absent: a project without a
-        calls file); a malformed file is a BadInput naming the line."""
-        if path is None or not path.is_file():
-            return cls([], allowed)
-        return cls(read_calls_file(path).calls, allowed, str(path))
+    def of(cls, options: RunOptions) -> Guard:
+        """The run's calls (RunOptions read the calls file: none without one)."""
+        return cls(list(options.calls), options.allow_breaking_calls, options.calls_source)
 
     @property
     def baseline(self) -> bool:

@@ -64,7 +64,7 @@ class Run:
         # chatdb plan measures the values each backfill changes (chatdb.deploy.rewrites).
         self.rewrites = rewrites.Recorder(current_step) if plan is not None else None
         self.access = widening.Guard(options.allow_wider_access)
-        self.calls = calls_guard.Guard.from_file(options.calls_file, options.allow_breaking_calls)
+        self.calls = calls_guard.Guard.of(options)
         self.executor = Executor(connection, open_watcher=open_watcher)
         self.active = False
         # Where the attempt is, for a failure's sentence: prepare (reading, before pass 1),

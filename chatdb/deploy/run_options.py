@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chatdb.calls.check import read_calls_file
+from chatdb.calls.model import Call
 from chatdb.deploy import options
 from chatdb.deploy.locking import DeployOptions
 from chatdb.deploy.online.settings import OnlineOptions
@@ -43,7 +45,11 @@ class RunOptions:
     allow_transaction_pooler: bool = False
     pgrst_channel: str = DEFAULT_CHANNEL
     pgrst_reload: bool = True
-    calls_file: Path | None = None  # the backend's calls (chatdb.deploy.calls_guard)
+    # The backend's calls a run keeps working (chatdb.deploy.calls_guard), read from the
+    # calls file before anything connects, and where they were read from.
+    calls: tuple[Call, ...] = ()
+    calls_file: Path | None = None
+    calls_source: str = ""  # the file as the operator names it (relative to the project)
 
     @classmethod
     def from_x(
@@ -58,13 +64,14 @@ class RunOptions:
         (``-x calls_file=PATH`` names another, relative to it)."""
         environ = os.environ if environ is None else environ
         x = options.canonical(x_args)
-        calls_file = None
+        calls_file, calls_source = None, ""
         if "calls_file" in x:
+            calls_source = x["calls_file"]
             calls_file = (project or Path.cwd()) / x["calls_file"]
             if not calls_file.is_file():
                 raise BadInput(f"-x calls_file={x['calls_file']!r}: no such file ({calls_file}).")
-        elif project is not None:
-            calls_file = project / CALLS_FILE
+        elif project is not None and (project / CALLS_FILE).is_file():
+            calls_file, calls_source = project / CALLS_FILE, str(CALLS_FILE)
         return cls(
             deploy=DeployOptions.from_x(x),
             online=OnlineOptions.from_x(x),
@@ -74,7 +81,9 @@ class RunOptions:
             allow_transaction_pooler=options.flag(x, ALLOW_TRANSACTION_POOLER),
             pgrst_channel=x.get("pgrst_channel") or environ.get(CHANNEL_ENV) or DEFAULT_CHANNEL,
             pgrst_reload=options.flag(x, "pgrst_reload", default=True),
+            calls=tuple(read_calls_file(calls_file).calls) if calls_file else (),
             calls_file=calls_file,
+            calls_source=calls_source,
         )
 
 
