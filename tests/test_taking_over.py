@@ -16,10 +16,8 @@ database of each shape with rows in every table, standing in for production.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import create_engine, pool
 
@@ -56,18 +54,6 @@ def export(production: str, folder: Path) -> list[Path]:
         run(str(bindir() / "psql"), production, "-X", "-At", "-f", str(DOCS / f"{name}.sql"),
             output=folder / f"{name}.sql")  # fmt: skip
     return [folder / name for name in ("platform.sql", "chat-schema.sql", "access.sql")]
-
-
-@pytest.fixture
-def local_copy(server):
-    """A fresh, empty database on the other cluster (./dev up's, in the walkthrough)."""
-    name = f"takeover_{uuid.uuid4().hex[:8]}"
-    maintenance = server.url("postgres")
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield server.url(name)
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def snapshot(url: str) -> catalog.Snapshot:
