@@ -70,3 +70,19 @@ def fenced(text: str, info: str = "text") -> list[str]:
 def details(summary: str, body: list[str]) -> list[str]:
     """A collapsed section: ``summary`` shown, ``body`` (Markdown lines) on a click."""
     return ["<details>", f"<summary>{summary}</summary>", "", *body, "", "</details>"]
+
+
+def demote(markdown: str, by: int = 1) -> str:
+    """``markdown`` with every heading ``by`` levels lower (a report set under a heading
+    of its own), fenced blocks left alone."""
+    out, fence = [], None
+    for line in markdown.split("\n"):
+        opening = re.match(r"(`{3,}|~{3,})", line)
+        if fence is None and opening:
+            fence = opening.group(1)
+        elif fence is not None and line.startswith(fence):
+            fence = None
+        elif fence is None and re.match(r"#{1,6} ", line):
+            line = "#" * by + line
+        out.append(line)
+    return "\n".join(out)
