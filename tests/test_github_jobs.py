@@ -292,3 +292,53 @@ def test_postgres_client_names_the_folder_of_an_installed_major_version():
     wrong = subprocess.run(["bash", script, "x"], capture_output=True, text=True, check=False)
     assert wrong.returncode == 2
     assert "MAJOR must be a number" in wrong.stderr
+
+
+# --------------------------------------------------------------------------- Render
+
+
+def render_yaml() -> dict:
+    """The render.yaml of docs/deploying.md, "Deploying with the backend on Render"."""
+    part = (
+        (ROOT / "docs" / "deploying.md")
+        .read_text()
+        .split("## Deploying with the backend on Render", 1)[1]
+    )
+    block = part.split("```yaml\n", 1)[1].split("```", 1)[0]
+    return YAML(typ="safe").load(block)
+
+
+def test_renders_pre_deploy_line_as_written_migrates_and_a_refusal_fails_it(shape_d_db, tmp_path):
+    [service] = render_yaml()["services"]
+    assert service["rootDir"] == "backend"
+    assert "../db/.venv/bin/pip install ../db" in service["buildCommand"]
+    options = {v["key"]: v.get("value") for v in service["envVars"]}
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "db").symlink_to(ROOT)  # this project at db/, beside backend/
+    pooler = shape_d_db.url.rsplit(":", 1)[0] + ":6543/postgres"
+
+    def pre_deploy(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            service["preDeployCommand"].split(),
+            cwd=tmp_path / "backend",
+            env=command_env(pooler, **env),  # the backend's own DATABASE_URL: a pooler
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    before = dump(shape_d_db.url)
+    refused = pre_deploy(CHATDB_DATABASE_URL=shape_d_db.url)  # WIDER: refused
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "# Deploy to production" in refused.stdout  # the summary, in Render's log
+    assert dump(shape_d_db.url) == before
+    env = {
+        "CHATDB_DATABASE_URL": shape_d_db.url,
+        "CHATDB_DEPLOY_OPTIONS": "allow_wider_access=true",
+    }
+    assert options["CHATDB_DEPLOY_OPTIONS"] == "lock_timeout=5s lock_retries=5"
+    env["CHATDB_DEPLOY_OPTIONS"] += " " + options["CHATDB_DEPLOY_OPTIONS"]
+    done = pre_deploy(**env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Revisions applied: {', '.join(revision_ids())}." in done.stdout
