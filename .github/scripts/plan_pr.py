@@ -79,12 +79,9 @@ def main() -> int:
     plan = ci_job.run([ci_job.CHATDB, "plan", "--format", "markdown", *x_words], env=copy_env)
     verdict(summary, plan)
     summary.block(plan.stdout)
-    if plan.returncode != 0:
-        summary.add("", md.heading(2, "What the copy cannot show"), "", md.escape(CANNOT_SEE))
-        summary.write()
-        return plan.returncode
-
-    code = after_the_deploy(summary, copy_env, x_words)
+    code = plan.returncode
+    if code == 0:
+        code = after_the_deploy(summary, copy_env, x_words)
     summary.add("", md.heading(2, "What the copy cannot show"), "", md.escape(CANNOT_SEE))
     summary.write()
     return code
