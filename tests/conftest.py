@@ -29,6 +29,7 @@ from tests.fixtures import (  # noqa: F401  (fixtures: pytest finds them through
     _supabase_at_008,
     any_shape_db,
     at_008_db,
+    local_copy,
     project_copy,
     project_with_a_revision,
     shape_a_db,

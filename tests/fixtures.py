@@ -10,6 +10,7 @@ clone of its template.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import psycopg
@@ -105,3 +106,17 @@ def project_copy(tmp_path):
     its local cluster (.chatdb/) there; the cluster is deleted afterwards."""
     yield copy_project(tmp_path)
     chatdb_run("down", "--delete", url=None, cwd=tmp_path)
+
+
+@pytest.fixture
+def local_copy(server):
+    """A fresh, empty database on the plain cluster, standing in for another server (the
+    local cluster of ./dev up in the takeover walkthrough, the pull request job's service
+    container): the URL; the database is dropped afterwards."""
+    name = f"takeover_{uuid.uuid4().hex[:8]}"
+    maintenance = server.url("postgres")
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield server.url(name)
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -12,7 +12,8 @@ points (chatdb.deploy.run.Run):
 - ``after(run)``: inside the transaction, after every revision ran, before the guards:
   the catalog and the access matrix as the run leaves them, the locks the run's own
   session holds (``pg_locks``), the rows it wrote (``pg_stat_xact_user_tables``), the
-  values it would drop (the data-loss recorder);
+  values its backfills change (chatdb.deploy.rewrites) and those it would drop (the
+  data-loss recorder), and the backend's calls after it (chatdb.deploy.calls_guard);
 - ``succeeded(run)``: the guards passed; it raises :class:`PlanFinished`, so that the
   transaction rolls back (and the reload NOTIFY, the statement after it, is never sent).
 
@@ -40,6 +41,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from chatdb import database, failures
+from chatdb import markdown as md
 from chatdb.deploy import calls_guard, rewrites, widening
 from chatdb.deploy.online.ops import PLAN_OLD
 from chatdb.deploy.online.steps import (
@@ -94,8 +96,8 @@ class Plan:
     dropped: list = field(default_factory=list)
     widened: list = field(default_factory=list)
     rewrites: list[rewrites.Rewrite] = field(default_factory=list)
-    calls: calls_guard.Comparison | None = None
     estimates: dict[str, float] = field(default_factory=dict)  # the run's, as it logs them
+    calls: calls_guard.Comparison | None = None
     finished: bool = False
 
     # ------------------------------------------------------------------ the run's hooks
@@ -150,51 +152,27 @@ class Plan:
         found = scripts.iterate_revisions(self.version_after, self.version_before or "base")
         return [script.revision for script in reversed(list(found))]
 
-    def report(self, where: str) -> str:
-        lines = [f"Plan of `alembic upgrade head` for {where}"]
+    def facts(self, where: str) -> Report:
+        """Everything the report says, once: :func:`as_text` and :func:`as_markdown` render it."""
         if self.catalog_before is None:
-            lines.append("(the run stopped before it changed anything; see below)")
-            return "\n".join(lines)
-        revisions = self.revisions()
+            return Report(where=where, stopped_early=True)
         at = self.version_before or "no revision (no alembic_version table)"
-        if self.catalog_after is not None:
-            applied = ", ".join(revisions) if revisions else "none: the database is at head"
-            lines.append(f"Database at {at}; revisions to apply: {applied}")
-        else:
-            lines.append(f"Database at {at}; the run failed before its last revision")
-        lines.append(
-            "Run in a transaction that was rolled back: nothing was changed, and no online "
-            "step was run."
+        return Report(
+            where=where,
+            at=at,
+            revisions=self.revisions() if self.catalog_after is not None else None,
+            tables=self._changes(),
+            access=self._access(),
+            calls=self._calls(),
+            hazards=self._hazards(),
         )
-        lines += ["", "Changes, by table:"]
-        lines += self._changes()
-        lines += ["", "Access that would change (anon, authenticated, PUBLIC):"]
-        lines += self._access()
-        lines += ["", "Backend calls (calls/backend.calls, run as PostgREST runs them):"]
-        lines += self._calls()
-        lines += ["", "Hazards:"]
-        lines += self._hazards()
-        return "\n".join(lines)
 
-    def _calls(self) -> list[str]:
-        if self.calls is None:
-            known = self.catalog_after is not None
-            return [
-                "  (no calls file)" if known else "  (not known: the run failed before its end)"
-            ]
-        out = [f"  {self.calls.summary()}"]
-        out += [f"  BROKEN {broken}" for broken in self.calls.broken]
-        out += [
-            f"  fixed  {o.call.where} {o.call.table} {o.call.operation}" for o in self.calls.fixed
-        ]
-        if self.calls.broken:
-            out.append(
-                "  BROKEN: the run refuses to break a call the backend makes unless "
-                f"-x {calls_guard.OVERRIDE}=true"
-            )
-        return out
+    def report(self, where: str, fmt: str = "text") -> str:
+        """The report as ``chatdb plan`` prints it, in ``fmt`` (text or markdown)."""
+        facts = self.facts(where)
+        return as_markdown(facts) if fmt == "markdown" else as_text(facts)
 
-    def _changes(self) -> list[str]:
+    def _changes(self) -> list[TableChanges]:
         changed = (
             catalog.differences(self.catalog_before, self.catalog_after)
             if self.catalog_after is not None
@@ -204,19 +182,16 @@ class Plan:
         for step in self.steps:
             online.setdefault(step.table, []).append(step)
         tables = sorted(set(changed) | set(online), key=lambda t: (t == "functions", t))
-        if not tables:
-            return ["  (none)"]
         out = []
         for table in tables:
-            out.append(f"  {table}{self._path(table)}")
             steps = online.get(table, [])
-            for step in steps:
-                out.append(f"    - online, before the run's transaction: {_words(step)}")
-            out += [
-                f"    - {sentence}"
+            sentences = [f"online, before the run's transaction: {_words(step)}" for step in steps]
+            sentences += [
+                sentence
                 for sentence in changed.get(table, [])
                 if not any(sentence.startswith(said) for said in _said_by(steps))
             ]
+            out.append(TableChanges(table, self._path(table), sentences))
         return out
 
     def _path(self, table: str) -> str:
@@ -224,7 +199,7 @@ class Plan:
         if table == "functions":
             return ""
         if before is None:
-            return "  (created by the run)"
+            return "created by the run"
         if table in self.estimates:  # what the run decided its path with, and logs
             rows = f"about {self.estimates[table]:,.0f} rows"
         elif before.estimated_rows < 0:
@@ -232,19 +207,17 @@ class Plan:
         else:
             rows = f"about {before.estimated_rows:,.0f} rows"
         if table not in self.paths:
-            return f"  ({rows})"
+            return rows
         if self.paths[table]:
-            return f"  ({rows}; online path: the slow work before the transaction)"
-        return f"  ({rows}; transactional path: all in the run's one transaction)"
+            return f"{rows}; online path: the slow work before the transaction"
+        return f"{rows}; transactional path: all in the run's one transaction"
 
-    def _access(self) -> list[str]:
+    def _access(self) -> AccessChanges | None:
         if self.access_after is None:
-            return ["  (not known: the run failed before its end)"]
+            return None
         before = {(c.role, c.table, c.command): c for c in self.access_before or []}
         wider = {(w.after.role, w.after.table, w.after.command) for w in self.widened}
-        out, same_rows = [], 0
-        if not before and self.catalog_before and self.catalog_before.tables:
-            out.append("  (before the run the API roles do not exist: revision 000 creates them)")
+        cells, same_rows = [], 0
         for cell in self.access_after:
             key = (cell.role, cell.table, cell.command)
             old = before.get(key)
@@ -252,34 +225,27 @@ class Plan:
                 if old.through != cell.through:
                     same_rows += 1
                 continue
-            was = "(new table)" if old is None else old.rows
-            mark = "WIDER " if key in wider else "      "
-            through = format_through(cell.through)
-            out.append(
-                f"  {mark}{cell.role:<13} {cell.table:<19} {cell.command:<6} "
-                f"{was} -> {cell.rows}  through {through}"
-                + ("" if old is None else f"  (was {format_through(old.through)})")
+            cells.append(
+                AccessChange(
+                    wider=key in wider,
+                    role=cell.role,
+                    table=cell.table,
+                    command=cell.command,
+                    was=None if old is None else old.rows,
+                    rows=cell.rows,
+                    through=format_through(cell.through),
+                    was_through=None if old is None else format_through(old.through),
+                )
             )
-        if not out:
-            out.append("  (none)")
-        if same_rows:
-            out.append(
-                f"  ({same_rows} other cell(s) keep their rows, through other policies or "
-                "reasons: `chatdb access` after the deploy shows them)"
-            )
-        if wider:
-            out.append(
-                "  WIDER: the run refuses to widen what these roles can do on tables that "
-                f"existed before it, unless -x {widening.OVERRIDE}=true"
-            )
-        return out
+        roles_created = bool(not before and self.catalog_before and self.catalog_before.tables)
+        return AccessChanges(roles_created, cells, same_rows, bool(wider))
 
-    def _hazards(self) -> list[str]:
-        out = ["  Locks the run would hold until it commits (its own session's pg_locks):"]
-        if self.catalog_after is None:
-            out.append("    (not known: the run failed before its end)")
-        elif not self.locks:
-            out.append("    (none)")
+    def _calls(self) -> Calls:
+        return Calls(self.catalog_after is not None, self.calls)
+
+    def _hazards(self) -> Hazards:
+        known = self.catalog_after is not None
+        locks = []
         for table, mode in sorted(self.locks.items()):
             name, waits = LOCKS.get(mode, (mode, ""))
             schema, _, bare = table.partition(".")
@@ -288,49 +254,386 @@ class Plan:
                 and bare not in self.catalog_before.tables
                 and bare in self.catalog_after.tables
             )
-            note = " (a table the run creates: no client uses it yet)" if created else ""
-            out.append(f"    {table:<30} {name}: {waits}{note}")
-        if self.catalog_after is not None:
+            locks.append(Lock(table, name, waits, created))
+        rewritten = []
+        if known:
             rewritten = [
                 table
                 for table, old in self.catalog_before.tables.items()
                 if table in self.catalog_after.tables
                 and self.catalog_after.tables[table].relfilenode != old.relfilenode
             ]
-            if rewritten:
-                out.append(
-                    "  Tables rewritten in the transaction (every row copied under ACCESS "
-                    "EXCLUSIVE): " + ", ".join(rewritten)
-                )
-        out.append("  Rows the run would write (pg_stat_xact_user_tables):")
-        if not self.written:
-            out.append("    (none)" if self.catalog_after is not None else "    (not known)")
-        for table, (inserted, updated, deleted) in sorted(self.written.items()):
-            out.append(f"    {table}: {updated} updated, {deleted} deleted, {inserted} inserted")
-        backfills = [s for s in self.steps if "fill" in s.describe() or "convert" in s.describe()]
-        if backfills:
-            out.append(
-                "    (plus, online, the rows of: "
-                + "; ".join(f"{s.table}: {s.describe()}" for s in backfills)
-                + ")"
-            )
-        out.append("  Values the run would change (the revisions' backfills, column by column):")
+        written = [
+            Written(table, inserted, updated, deleted)
+            for table, (inserted, updated, deleted) in sorted(self.written.items())
+        ]
+        backfills = [
+            f"{s.table}: {s.describe()}"
+            for s in self.steps
+            if "fill" in s.describe() or "convert" in s.describe()
+        ]
         changed = [sentence for found in self.rewrites for sentence in found.sentences()]
-        if not changed:
-            out.append("    (none)" if self.catalog_after is not None else "    (not known)")
-        out += [f"    {sentence}" for sentence in changed]
-        losses = [d for d in self.dropped if d.held]
-        out.append("  Values the run would drop (tables and columns holding values):")
-        if not self.dropped:
-            out.append("    (none)" if self.catalog_after is not None else "    (not known)")
-        for drop in self.dropped:
-            out.append(f"    {drop}" + ("" if drop.held else " (empty: nothing lost)"))
-        if losses:
-            out.append(
-                "    the run refuses to drop values unless -x allow_data_loss=true (back them "
-                "up first)"
-            )
-        return out
+        return Hazards(known, locks, rewritten, written, backfills, changed, list(self.dropped))
+
+
+# --------------------------------------------------------------------------- the facts
+
+
+@dataclass(frozen=True)
+class TableChanges:
+    """What the run changes on one table (or "functions"): ``path`` is its row estimate
+    and path ("created by the run", "" for functions); ``changes`` its sentences, the
+    online steps first."""
+
+    table: str
+    path: str
+    changes: list[str]
+
+
+@dataclass(frozen=True)
+class AccessChange:
+    """An access cell of anon, authenticated or PUBLIC that the run changes; ``was`` and
+    ``was_through`` are None on a table the run creates."""
+
+    wider: bool
+    role: str
+    table: str
+    command: str
+    was: str | None
+    rows: str
+    through: str
+    was_through: str | None
+
+
+@dataclass(frozen=True)
+class AccessChanges:
+    roles_created: bool  # before the run the API roles do not exist (revision 000 makes them)
+    cells: list[AccessChange]
+    same_rows: int  # cells that keep their rows through other policies or reasons
+    wider: bool
+
+
+@dataclass(frozen=True)
+class Lock:
+    table: str
+    mode: str  # "ACCESS EXCLUSIVE"
+    waits: str  # what waits while it is held
+    created: bool  # a table the run creates
+
+
+@dataclass(frozen=True)
+class Written:
+    table: str
+    inserted: int
+    updated: int
+    deleted: int
+
+
+@dataclass(frozen=True)
+class Hazards:
+    known: bool  # False: the run failed before its end
+    locks: list[Lock]
+    rewritten: list[str]
+    written: list[Written]
+    backfills: list[str]  # the online steps' rows, "table: step"
+    changed: list[str]  # values the backfills fill or replace, a sentence per column
+    dropped: list  # chatdb.deploy.data_loss.Dropped
+
+    @property
+    def losses(self) -> bool:
+        return any(drop.held for drop in self.dropped)
+
+
+@dataclass(frozen=True)
+class Calls:
+    """The backend's calls after the run (chatdb.deploy.calls_guard): ``comparison`` is
+    None without a calls file, or when the run failed before its end (``known``)."""
+
+    known: bool
+    comparison: calls_guard.Comparison | None
+
+    def lines(self) -> list[str]:
+        """The summary, then one line per broken call, then one per fixed call."""
+        if self.comparison is None:
+            return []
+        c = self.comparison
+        return [
+            c.summary(),
+            *(f"BROKEN {broken}" for broken in c.broken),
+            *(f"fixed  {o.call.where} {o.call.table} {o.call.operation}" for o in c.fixed),
+        ]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``chatdb plan`` says, before any wording: ``revisions`` is None when the run
+    failed before its last revision; everything but ``where`` is unknown when the run
+    stopped before it changed anything (``stopped_early``)."""
+
+    where: str
+    stopped_early: bool = False
+    at: str = ""
+    revisions: list[str] | None = None
+    tables: list[TableChanges] = field(default_factory=list)
+    access: AccessChanges | None = None
+    calls: Calls | None = None
+    hazards: Hazards | None = None
+
+
+# --------------------------------------------------------------------------- text
+
+TITLE = "Plan of `alembic upgrade head` for {where}"
+STOPPED_EARLY = "the run stopped before it changed anything; see below"
+ROLLED_BACK = (
+    "Run in a transaction that was rolled back: nothing was changed, and no online step was run."
+)
+ACCESS_TITLE = "Access that would change (anon, authenticated, PUBLIC)"
+ROLES_CREATED = "before the run the API roles do not exist: revision 000 creates them"
+NOT_KNOWN = "not known: the run failed before its end"
+LOCKS_TITLE = "Locks the run would hold until it commits (its own session's pg_locks)"
+REWRITTEN = "Tables rewritten in the transaction (every row copied under ACCESS EXCLUSIVE)"
+WRITTEN_TITLE = "Rows the run would write (pg_stat_xact_user_tables)"
+CHANGED_TITLE = "Values the run would change (the revisions' backfills, column by column)"
+CALLS_TITLE = "Backend calls (calls/backend.calls, run as PostgREST runs them)"
+NO_CALLS_FILE = "no calls file"
+BROKEN_NOTE = (
+    "BROKEN: the run refuses to break a call the backend makes unless "
+    f"-x {calls_guard.OVERRIDE}=true"
+)
+DROPPED_TITLE = "Values the run would drop (tables and columns holding values)"
+CREATED_NOTE = "a table the run creates: no client uses it yet"
+LOSSES = "the run refuses to drop values unless -x allow_data_loss=true (back them up first)"
+
+
+def _database_line(report: Report) -> str:
+    if report.revisions is None:
+        return f"Database at {report.at}; the run failed before its last revision"
+    applied = ", ".join(report.revisions) or "none: the database is at head"
+    return f"Database at {report.at}; revisions to apply: {applied}"
+
+
+def _same_rows(count: int, command: str) -> str:
+    return (
+        f"{count} other cell(s) keep their rows, through other policies or reasons: "
+        f"{command} after the deploy shows them"
+    )
+
+
+def _wider_note() -> str:
+    return (
+        "WIDER: the run refuses to widen what these roles can do on tables that existed "
+        f"before it, unless -x {widening.OVERRIDE}=true"
+    )
+
+
+def as_text(report: Report) -> str:
+    """The plain report (the default of ``chatdb plan``)."""
+    lines = [TITLE.format(where=report.where)]
+    if report.stopped_early:
+        lines.append(f"({STOPPED_EARLY})")
+        return "\n".join(lines)
+    lines += [_database_line(report), ROLLED_BACK, "", "Changes, by table:"]
+    for table in report.tables:
+        lines.append(f"  {table.table}" + (f"  ({table.path})" if table.path else ""))
+        lines += [f"    - {sentence}" for sentence in table.changes]
+    if not report.tables:
+        lines.append("  (none)")
+    lines += ["", f"{ACCESS_TITLE}:"]
+    lines += _access_text(report.access)
+    lines += ["", f"{CALLS_TITLE}:"]
+    lines += _calls_text(report.calls)
+    lines += ["", "Hazards:"]
+    lines += _hazards_text(report.hazards)
+    return "\n".join(lines)
+
+
+def _access_text(access: AccessChanges | None) -> list[str]:
+    if access is None:
+        return [f"  ({NOT_KNOWN})"]
+    out = [f"  ({ROLES_CREATED})"] if access.roles_created else []
+    for cell in access.cells:
+        mark = "WIDER " if cell.wider else "      "
+        was = "(new table)" if cell.was is None else cell.was
+        out.append(
+            f"  {mark}{cell.role:<13} {cell.table:<19} {cell.command:<6} "
+            f"{was} -> {cell.rows}  through {cell.through}"
+            + ("" if cell.was_through is None else f"  (was {cell.was_through})")
+        )
+    if not out:
+        out.append("  (none)")
+    if access.same_rows:
+        out.append(f"  ({_same_rows(access.same_rows, '`chatdb access`')})")
+    if access.wider:
+        out.append(f"  {_wider_note()}")
+    return out
+
+
+def _calls_text(calls: Calls) -> list[str]:
+    if calls.comparison is None:
+        return [f"  ({NO_CALLS_FILE})" if calls.known else f"  ({NOT_KNOWN})"]
+    out = [f"  {line}" for line in calls.lines()]
+    if calls.comparison.broken:
+        out.append(f"  {BROKEN_NOTE}")
+    return out
+
+
+def _hazards_text(hazards: Hazards) -> list[str]:
+    out = [f"  {LOCKS_TITLE}:"]
+    if not hazards.known:
+        out.append(f"    ({NOT_KNOWN})")
+    elif not hazards.locks:
+        out.append("    (none)")
+    for lock in hazards.locks:
+        note = f" ({CREATED_NOTE})" if lock.created else ""
+        out.append(f"    {lock.table:<30} {lock.mode}: {lock.waits}{note}")
+    if hazards.rewritten:
+        out.append(f"  {REWRITTEN}: " + ", ".join(hazards.rewritten))
+    out.append(f"  {WRITTEN_TITLE}:")
+    if not hazards.written:
+        out.append("    (none)" if hazards.known else "    (not known)")
+    for row in hazards.written:
+        out.append(
+            f"    {row.table}: {row.updated} updated, {row.deleted} deleted, "
+            f"{row.inserted} inserted"
+        )
+    if hazards.backfills:
+        out.append("    (plus, online, the rows of: " + "; ".join(hazards.backfills) + ")")
+    out.append(f"  {CHANGED_TITLE}:")
+    if not hazards.changed:
+        out.append("    (none)" if hazards.known else "    (not known)")
+    out += [f"    {sentence}" for sentence in hazards.changed]
+    out.append(f"  {DROPPED_TITLE}:")
+    if not hazards.dropped:
+        out.append("    (none)" if hazards.known else "    (not known)")
+    for drop in hazards.dropped:
+        out.append(f"    {drop}" + ("" if drop.held else " (empty: nothing lost)"))
+    if hazards.losses:
+        out.append(f"    {LOSSES}")
+    return out
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def as_markdown(report: Report) -> str:
+    """The report as Markdown (``chatdb plan --format markdown``): headings and tables for
+    a job summary or a pull request comment; the same facts as :func:`as_text`."""
+    lines = [
+        md.heading(2, f"Plan of {md.code('alembic upgrade head')} for {md.escape(report.where)}")
+    ]
+    if report.stopped_early:
+        return "\n".join([*lines, "", f"_{md.escape(STOPPED_EARLY.capitalize())}._"])
+    lines += ["", md.escape(_database_line(report)) + ".", "", md.escape(ROLLED_BACK)]
+    lines += ["", md.heading(3, "Changes, by table")]
+    if not report.tables:
+        lines += ["", "None."]
+    for table in report.tables:
+        title = md.code(table.table) if table.table != "functions" else "Functions"
+        lines += ["", f"**{title}**" + (f" ({md.escape(table.path)})" if table.path else "")]
+        lines += ["", *md.bullets(md.escape(sentence) for sentence in table.changes)]
+    lines += ["", md.heading(3, md.escape(ACCESS_TITLE)), ""]
+    lines += _access_markdown(report.access)
+    lines += ["", md.heading(3, md.escape(CALLS_TITLE)), ""]
+    lines += _calls_markdown(report.calls)
+    lines += ["", md.heading(3, "Hazards"), ""]
+    lines += _hazards_markdown(report.hazards)
+    return "\n".join(lines)
+
+
+def _access_markdown(access: AccessChanges | None) -> list[str]:
+    if access is None:
+        return [f"{md.escape(NOT_KNOWN.capitalize())}."]
+    out = [f"{md.escape(ROLES_CREATED.capitalize())}.", ""] if access.roles_created else []
+    if access.cells:
+        out += md.table(
+            ("", "role", "table", "command", "before", "after", "through", "was through"),
+            (
+                (
+                    "**WIDER**" if cell.wider else "",
+                    md.code(cell.role),
+                    md.code(cell.table),
+                    cell.command,
+                    "(new table)" if cell.was is None else cell.was,
+                    cell.rows,
+                    md.escape(cell.through),
+                    "" if cell.was_through is None else md.escape(cell.was_through),
+                )
+                for cell in access.cells
+            ),
+        )
+    elif not access.roles_created:
+        out.append("None.")
+    if access.same_rows:
+        out += ["", _same_rows(access.same_rows, md.code("chatdb access")) + "."]
+    if access.wider:
+        out += ["", f"**WIDER**: {md.escape(_wider_note().removeprefix('WIDER: '))}."]
+    return out
+
+
+def _calls_markdown(calls: Calls) -> list[str]:
+    if calls.comparison is None:
+        return [f"{md.escape((NO_CALLS_FILE if calls.known else NOT_KNOWN).capitalize())}."]
+    summary, *rest = calls.lines()
+    out = [f"**{md.escape(summary.capitalize())}**."]
+    if rest:
+        out += ["", *md.bullets(md.escape(line) for line in rest)]
+    if calls.comparison.broken:
+        out += ["", f"**BROKEN**: {md.escape(BROKEN_NOTE.removeprefix('BROKEN: '))}."]
+    return out
+
+
+def _hazards_markdown(hazards: Hazards) -> list[str]:
+    out = [f"**{md.escape(LOCKS_TITLE)}**", ""]
+    if not hazards.known:
+        out.append(f"{md.escape(NOT_KNOWN.capitalize())}.")
+    elif not hazards.locks:
+        out.append("None.")
+    else:
+        out += md.table(
+            ("table", "lock", "while it is held"),
+            (
+                (
+                    md.code(lock.table),
+                    lock.mode,
+                    md.escape(lock.waits)
+                    + (f" ({md.escape(CREATED_NOTE)})" if lock.created else ""),
+                )
+                for lock in hazards.locks
+            ),
+        )
+    if hazards.rewritten:
+        rewritten = ", ".join(md.code(table) for table in hazards.rewritten)
+        out += ["", f"**{md.escape(REWRITTEN)}**: {rewritten}"]
+    out += ["", f"**{md.escape(WRITTEN_TITLE)}**", ""]
+    if hazards.written:
+        out += md.table(
+            ("table", "updated", "deleted", "inserted"),
+            (
+                (md.code(row.table), str(row.updated), str(row.deleted), str(row.inserted))
+                for row in hazards.written
+            ),
+        )
+    else:
+        out.append("None." if hazards.known else "Not known.")
+    if hazards.backfills:
+        out += ["", "Plus, online, the rows of:", ""]
+        out += md.bullets(md.escape(step) for step in hazards.backfills)
+    out += ["", f"**{md.escape(CHANGED_TITLE)}**", ""]
+    if hazards.changed:
+        out += md.bullets(md.escape(sentence) for sentence in hazards.changed)
+    else:
+        out.append("None." if hazards.known else "Not known.")
+    out += ["", f"**{md.escape(DROPPED_TITLE)}**", ""]
+    if hazards.dropped:
+        out += md.bullets(
+            md.escape(str(drop)) + ("" if drop.held else " (empty: nothing lost)")
+            for drop in hazards.dropped
+        )
+    else:
+        out.append("None." if hazards.known else "Not known.")
+    if hazards.losses:
+        out += ["", f"**{md.escape(LOSSES.capitalize())}**."]
+    return out
 
 
 def _backfills(steps: list[Step]) -> list[tuple[str, str, str, str]]:
@@ -463,23 +766,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
     config = alembic_config(x_args=args.x)
     config.attributes["plan"] = plan
     config.attributes["target"] = target
+    fmt = getattr(args, "format", "text")
     try:
         command.upgrade(config, "head")
     except PlanFinished:
-        print(plan.report(where))
         revisions = plan.revisions()
-        print()
         if revisions:
-            print(f"The deploy would succeed: it applies {', '.join(revisions)}.")
+            verdict = f"The deploy would succeed: it applies {', '.join(revisions)}."
         else:
-            print("The deploy would succeed: nothing to apply, the database is at head.")
+            verdict = "The deploy would succeed: nothing to apply, the database is at head."
+        print(plan.report(where, fmt))
+        print()
+        print(verdict if fmt == "text" else _verdict_markdown(f"**{md.escape(verdict)}**"))
         return 0
     except DEPLOY_WOULD_FAIL as exc:
-        print(plan.report(where))
+        print(plan.report(where, fmt))
         print()
-        print(f"FAILED: {exc}")
+        failed = f"FAILED: {exc}"
+        print(failed if fmt == "text" else _verdict_markdown(md.escape(failed)))
         return failures.Finding.exit_code
     raise RuntimeError("chatdb plan: the run ended without reaching its checks (a bug)")
+
+
+def _verdict_markdown(sentence: str) -> str:
+    """The last part of the Markdown report: the deploy's outcome, its FAILED line kept at
+    the start of a line (as in the text) for whoever looks for it."""
+    return f"{md.heading(3, 'Verdict')}\n\n{sentence}"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -493,4 +805,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-x", action="append", default=[], help="passed to Alembic as -x (as for the deploy)"
     )
+    md.add_format_option(parser)
     parser.set_defaults(func=cmd_plan)

@@ -42,6 +42,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from chatdb import markdown as md
 from chatdb.database import read_only
 from chatdb.failures import Refused, RolledBack, first_line
 
@@ -513,6 +514,18 @@ def format_through(through: Sequence[str]) -> str:
     )
 
 
+TITLE = "Access to the chat tables at {where}, as PostgREST runs requests"
+SOURCES = "privileges: has_table_privilege; row level security: pg_policies"
+
+
+def _flagged_note(cells: Sequence[Cell]) -> str:
+    count = sum(1 for c in cells if c.flagged)
+    return (
+        f"! = anon (anyone holding the anon key) can change or remove rows it does not own: "
+        f"{count} cell(s)."
+    )
+
+
 def render(cells: Sequence[Cell], where: str) -> str:
     """The matrix as the text ``chatdb access`` prints: one line per cell, ``!`` first
     on every cell where anon can change or remove rows it does not own."""
@@ -522,21 +535,56 @@ def render(cells: Sequence[Cell], where: str) -> str:
     def line(flag: str, row: tuple[str, ...]) -> str:
         return flag + " " + "  ".join(v.ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4]
 
-    flagged = [c for c in cells if c.flagged]
     out = [
-        f"Access to the chat tables at {where}, as PostgREST runs requests",
-        "(privileges: has_table_privilege; row level security: pg_policies)",
+        TITLE.format(where=where),
+        f"({SOURCES})",
         "",
         line(" ", HEADER).rstrip(),
         *(line("!" if c.flagged else " ", row) for c, row in zip(cells, lines)),
         "",
         LEGEND,
-        (
-            f"! = anon (anyone holding the anon key) can change or remove rows it does not own: "
-            f"{len(flagged)} cell(s)."
-        ),
+        _flagged_note(cells),
     ]
     return "\n".join(out)
+
+
+def render_markdown(cells: Sequence[Cell], where: str) -> str:
+    """The same matrix as Markdown (``chatdb access --format markdown``): a table, the
+    flagged cells marked ``!`` in its first column."""
+    rows = (
+        (
+            "**!**" if c.flagged else "",
+            md.code(c.role),
+            md.code(c.table),
+            c.command,
+            c.rows,
+            md.escape(format_through(c.through)),
+        )
+        for c in cells
+    )
+    out = [
+        md.heading(2, md.escape(TITLE.format(where=where))),
+        "",
+        f"({md.escape(SOURCES)})",
+        "",
+        *md.table(("", *HEADER), rows),
+        "",
+        *(md.escape(line) + "  " for line in LEGEND.splitlines()),
+        "",
+        md.escape(_flagged_note(cells)),
+    ]
+    return "\n".join(out)
+
+
+def not_listed(cells: Sequence[Cell]) -> str | None:
+    """The sentence naming the chat tables the matrix leaves out (they do not exist)."""
+    absent = [table for table in TABLES if table not in {cell.table for cell in cells}]
+    if not absent:
+        return None
+    return (
+        f"Not listed: {', '.join(absent)} (no such table in schema {SCHEMA}; "
+        "`alembic upgrade head` creates it)."
+    )
 
 
 # --------------------------------------------------------------------------- command
@@ -560,13 +608,11 @@ def read_matrix_from_env(*, existing_only: bool = False) -> tuple[list[Cell], st
 
 def cmd_access(args: argparse.Namespace) -> int:
     cells, where = read_matrix_from_env(existing_only=True)
-    print(render(cells, where))
-    absent = [table for table in TABLES if table not in {cell.table for cell in cells}]
+    markdown = getattr(args, "format", "text") == "markdown"
+    print(render_markdown(cells, where) if markdown else render(cells, where))
+    absent = not_listed(cells)
     if absent:
-        print(
-            f"Not listed: {', '.join(absent)} (no such table in schema {SCHEMA}; "
-            "`alembic upgrade head` creates it)."
-        )
+        print(f"\n{md.escape(absent)}" if markdown else absent)
     return 0
 
 
@@ -577,4 +623,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="print what anon, authenticated and service_role can do to the chat tables "
         "at DATABASE_URL, else the running local cluster (read-only)",
     )
+    md.add_format_option(access)
     access.set_defaults(func=cmd_access)

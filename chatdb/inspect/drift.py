@@ -27,10 +27,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from chatdb import markdown as md
 from chatdb.database import read_only
 from chatdb.failures import Finding, RolledBack, first_line
 from chatdb.project import alembic_config
-from chatdb.schema.words import describe, differs
+from chatdb.schema.words import FUNCTIONS_GROUP, describe, differs
 
 CLEAN, DRIFTED = 0, Finding.exit_code
 APPLICATION_NAME = "chatdb drift"
@@ -43,10 +44,11 @@ def add_parser(subparsers: Any) -> None:
         help="report how DATABASE_URL (else the running local cluster) differs from the "
         "models (read-only)",
     )
-    parser.set_defaults(func=lambda args: main())
+    md.add_format_option(parser)
+    parser.set_defaults(func=lambda args: main(fmt=args.format))
 
 
-def main(out: TextIO | None = None) -> int:
+def main(out: TextIO | None = None, fmt: str = "text") -> int:
     """Print the report; 0 clean, 1 drifted. A failure to check is raised (a
     :class:`chatdb.failures.Failure`), for ``chatdb``'s main to print and exit with."""
     out = out or sys.stdout
@@ -58,7 +60,7 @@ def main(out: TextIO | None = None) -> int:
                 f"Reading {shown} failed: {first_line(exc)}; nothing was changed."
             ) from None
     groups = describe(script.upgrade_ops)
-    print(report(shown, groups), file=out)
+    print(report_markdown(shown, groups) if fmt == "markdown" else report(shown, groups), file=out)
     return DRIFTED if groups else CLEAN
 
 
@@ -80,18 +82,35 @@ def compare(connection: Connection) -> ops.MigrationScript:
     return found[0]
 
 
+NO_DRIFT = (
+    "{url} matches the models and the declared objects (read-only check, nothing was changed)."
+)
+READ_ONLY = "Read-only check: nothing was changed."
+
+
 def report(shown_url: str, groups: dict[str, list[str]]) -> str:
     """The printed report."""
     if not groups:
-        return (
-            f"No drift: {shown_url} matches the models and the declared objects "
-            "(read-only check, nothing was changed)."
-        )
+        return f"No drift: {NO_DRIFT.format(url=shown_url)}"
     lines = [f"Drift: {differs(shown_url, groups)}"]
     for table, sentences in groups.items():
         lines.append("")
         lines.append(table)
         lines.extend(f"  - {sentence}" for sentence in sentences)
     lines.append("")
-    lines.append("Read-only check: nothing was changed.")
+    lines.append(READ_ONLY)
+    return "\n".join(lines)
+
+
+def report_markdown(shown_url: str, groups: dict[str, list[str]]) -> str:
+    """The same report as Markdown (``chatdb drift --format markdown``): a heading, then
+    one list of sentences per table."""
+    if not groups:
+        return "\n".join([md.heading(2, "No drift"), "", md.escape(NO_DRIFT.format(url=shown_url))])
+    lines = [md.heading(2, "Drift"), "", md.escape(differs(shown_url, groups))]
+    for table, sentences in groups.items():
+        title = "Functions" if table == FUNCTIONS_GROUP else md.code(table)
+        lines += ["", md.heading(3, title), ""]
+        lines += md.bullets(md.escape(sentence) for sentence in sentences)
+    lines += ["", md.escape(READ_ONLY)]
     return "\n".join(lines)

@@ -6,16 +6,23 @@
 -- (docs/taking-over-production.md, step 3): what the chat tables' dump refers to and
 -- pg_dump -t does not carry, as production has it:
 -- - the API roles (created where absent: roles are cluster-wide);
--- - schemas extensions and auth, extension uuid-ossp in its schema, the database's
---   search_path (Supabase resolves an unqualified uuid_generate_v4() through it);
+-- - schemas extensions and auth, extension uuid-ossp in its schema, the search_path of
+--   the migration role (below) as the database's (Supabase sets it on the role and
+--   resolves an unqualified uuid_generate_v4() through it);
 -- - auth.uid() and auth.role() (the policies call them), copied from production;
 -- - every function of schema public that a trigger of the five tables executes, and
 --   update_updated_at_column() (004 uses it), copied from production;
 -- - the publication supabase_realtime (its membership comes after the tables: access.sql);
 -- - the default privileges the migration role has in schema public (for the tables a
---   revision creates), towards the API roles and PUBLIC;
+--   revision creates), towards the API roles and PUBLIC; the migration role is the user
+--   running this file, unless psql is given -v migration_role=<role> (the pull request
+--   job of docs/deploying.md reads production as a read-only role, not as the deploy's);
 -- - an empty stand-in (its key columns only) for every table outside the five that one
 --   of their foreign keys references (auth.users, riders, ...), so that the dump loads.
+\if :{?migration_role}
+\else
+\set migration_role :USER
+\endif
 SELECT 'SET check_function_bodies = off;';
 SELECT format(
   'DO $do$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %L) THEN '
@@ -28,7 +35,14 @@ SELECT format('CREATE EXTENSION IF NOT EXISTS "uuid-ossp" WITH SCHEMA %I;', n.ns
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'uuid-ossp';
 SELECT format(
   'DO $do$ BEGIN EXECUTE format(%L, current_database()); END $do$;',
-  'ALTER DATABASE %I SET search_path = ' || current_setting('search_path'));
+  'ALTER DATABASE %I SET search_path = ' || coalesce(
+    (SELECT substr(c, length('search_path=') + 1)
+     FROM pg_db_role_setting s CROSS JOIN LATERAL unnest(s.setconfig) c
+     WHERE c LIKE 'search_path=%'
+       AND s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = :'migration_role'))
+       AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+     ORDER BY s.setrole <> 0 DESC, s.setdatabase <> 0 DESC LIMIT 1),
+    current_setting('search_path')));
 SELECT format('GRANT USAGE ON SCHEMA %I TO anon, authenticated, service_role;', nspname)
 FROM pg_namespace WHERE nspname IN ('extensions', 'auth', 'public') ORDER BY nspname;
 SELECT pg_get_functiondef(p.oid) || ';'
@@ -53,7 +67,7 @@ SELECT format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT %s ON %s TO %s;',
 FROM pg_default_acl d CROSS JOIN LATERAL aclexplode(d.defaclacl) a
 LEFT JOIN pg_roles r ON r.oid = a.grantee
 WHERE d.defaclnamespace = 'public'::regnamespace AND d.defaclobjtype IN ('r', 'S', 'f')
-  AND d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+  AND d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = :'migration_role')
   AND (a.grantee = 0 OR r.rolname IN ('anon', 'authenticated', 'service_role'))
 GROUP BY d.defaclobjtype, a.grantee, r.rolname
 ORDER BY d.defaclobjtype, r.rolname;
