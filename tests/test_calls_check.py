@@ -105,9 +105,9 @@ def test_a_filtered_column_that_does_not_exist_is_42703(head_db):
     (outcome,) = run(
         head_db.url,
         call(1, "chat_conversations", "update", writes=("status",),
-             filters=(Filter("rider_id", "eq"),)),
+             filters=(Filter("owner_id", "eq"),)),
     )  # fmt: skip
-    assert summary(outcome) == (False, "42703", "rider_id", ())
+    assert summary(outcome) == (False, "42703", "owner_id", ())
 
 
 def test_a_not_null_violation_is_23502_with_its_column(at_008_db):

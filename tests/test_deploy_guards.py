@@ -15,6 +15,10 @@ from tests.test_bad_input import failure_line
 
 SCRIPTS = ScriptDirectory.from_config(alembic_config())
 
+# A downgrade below 009 takes away what the backend's calls use (the chat tables, at
+# base): the calls guard refuses it unless told (chatdb.deploy.calls_guard).
+TAKES_THE_CALLS_AWAY = "allow_breaking_calls=true"
+
 
 def downgrade_step(revision: str) -> str:
     """The step that undoes ``revision``, as a run names it: ``downgrade 004 -> 000``
@@ -56,14 +60,19 @@ def test_downgrade_refuses_to_drop_chat_rows_and_prints_the_counts(head_db):
 
 def test_allow_data_loss_drops_them(head_db):
     add_chat_rows(head_db)
-    result = alembic_cli("-x", "allow_data_loss=true", "downgrade", "000", url=head_db.url)
+    result = alembic_cli(
+        "-x", "allow_data_loss=true", "-x", TAKES_THE_CALLS_AWAY, "downgrade", "000",
+        url=head_db.url,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert head_db.scalar("SELECT to_regclass('chat_messages')::text") is None
     assert head_db.rows("SELECT version_num FROM alembic_version") == [("000",)]
 
 
 def test_empty_chat_tables_are_dropped_without_the_option(head_db):
-    result = alembic_cli("downgrade", "000", url=head_db.url)
+    """Without -x allow_data_loss: nothing is lost (the backend's calls on the tables go
+    with them, which the calls guard lets happen only when told)."""
+    result = alembic_cli("-x", TAKES_THE_CALLS_AWAY, "downgrade", "000", url=head_db.url)
     assert result.returncode == 0, result.stderr
     assert head_db.scalar("SELECT to_regclass('chat_conversations')::text") is None
 
@@ -102,6 +111,6 @@ def test_base_refuses_to_drop_websites_that_000_made_and_that_hold_rows(head_db)
 
 def test_base_on_supabase_does_not_count_websites_it_leaves_alone(supabase_head_db):
     supabase_head_db.conn.execute("INSERT INTO websites DEFAULT VALUES")
-    result = alembic_cli("downgrade", "base", url=supabase_head_db.url)
+    result = alembic_cli("-x", TAKES_THE_CALLS_AWAY, "downgrade", "base", url=supabase_head_db.url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert supabase_head_db.scalar("SELECT count(*) FROM websites") == 1

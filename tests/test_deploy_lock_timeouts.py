@@ -75,13 +75,15 @@ def test_the_default_lock_timeout_ends_the_wait(db_at_004):
 
 def make_backfill_run(db, body: str) -> None:
     """Give 008's backfill one row to update, through a trigger whose plpgsql is ``body``:
-    the run executes it inside its transaction, with its session settings."""
+    the run executes it inside its transaction, with its session settings. The trigger
+    fires on updates of customer_id, the column the backfill fills, and no other (the
+    backend's calls, which the run checks before and after, never write it)."""
     make_008_need_its_lock(db)
     website = db.scalar("INSERT INTO websites DEFAULT VALUES RETURNING id")
     db.conn.execute("INSERT INTO chat_conversations (website_id) VALUES (%s)", (website,))
     db.conn.execute(
         f"CREATE FUNCTION test_hook() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;"
-        "CREATE TRIGGER test_hook BEFORE UPDATE ON chat_conversations "
+        "CREATE TRIGGER test_hook BEFORE UPDATE OF customer_id ON chat_conversations "
         "FOR EACH ROW EXECUTE FUNCTION test_hook()"
     )
 

@@ -47,7 +47,14 @@ def pages() -> list:
 
 
 # The pages this file's tests paste.
-RUN_HERE = {"README.md", "docs/access.md", "docs/drift.md", "docs/deploying.md", "docs/testing.md"}
+RUN_HERE = {
+    "README.md",
+    "docs/access.md",
+    "docs/drift.md",
+    "docs/deploying.md",
+    "docs/testing.md",
+    "docs/when-the-backend-changes.md",
+}
 
 
 def test_every_shell_block_is_run_by_a_test():
@@ -117,12 +124,74 @@ def test_the_drift_page_runs_at_head(head_db):
 
 def test_the_deploying_page_migrates_as_written(empty_db):
     """The command line, and its spelled-out defaults (a second run: nothing to apply)."""
-    first, second = shell_blocks(DOCS / "deploying.md")[:2]
+    first, second, *_ = shell_blocks(DOCS / "deploying.md")
     reader = Reader(ROOT, {SUPABASE_EXAMPLE: empty_db.url})
     reader.run_all([first, second])
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert empty_db.scalar("SELECT version_num FROM alembic_version") == head
     assert "No revision applied" in reader.ran[-1][1].stderr
+
+
+PLAN_ROLE_EXAMPLE = (
+    "postgresql://chatdb_plan:<password>@db.<project>.supabase.co:5432/postgres?sslmode=require"
+)
+
+
+def test_the_deploying_pages_pull_request_job_by_hand(shape_d_db, local_copy, tmp_path):
+    """The read-only role made on "production" (shape d, the likeliest), then the pull
+    request job's script run by hand with it, into an empty copy: the summary it writes
+    says the deploy would succeed."""
+    *_, role, by_hand = shell_blocks(DOCS / "deploying.md")
+    folder = project_folder(tmp_path / "project", ".github", "calls")
+    plan_role_url = shape_d_db.url.replace("postgresql://postgres@", "postgresql://chatdb_plan@")
+    local = "postgresql://postgres@127.0.0.1:44625/takeover"
+    reader = Reader(
+        folder,
+        {SUPABASE_EXAMPLE: shape_d_db.url, PLAN_ROLE_EXAMPLE: plan_role_url, local: local_copy},
+    )
+    reader.run_all([role, by_hand])
+    assert "the plan job would fail" not in reader.ran[-1][1].stdout, reader.ran[-1][1].stderr
+    summary = (folder / "plan-summary.md").read_text()
+    assert "**The deploy would succeed.**" in summary, summary
+
+
+def small_backend(root) -> None:
+    """A backend beside the project (``../binaapp``), as the guide's reader has one: a
+    git repository with one call on a chat table."""
+    app = root / "backend" / "app"
+    app.mkdir(parents=True)
+    (root / ".git").mkdir()
+    (app / "chat.py").write_text(
+        "def send(supabase, conversation_id, text):\n"
+        '    return supabase.table("chat_messages").insert(\n'
+        '        {"conversation_id": conversation_id, "sender_type": "customer",\n'
+        '         "message_text": text}\n'
+        "    ).execute()\n"
+    )
+
+
+def test_the_backend_change_guide_rescans_and_checks(head_db, tmp_path):
+    """Rescan a backend beside the project (the calls file rewritten, its git diff read),
+    check the calls at the copy's local cluster, then at another database."""
+    rescan, check, against = shell_blocks(DOCS / "when-the-backend-changes.md")
+    folder = project_folder(tmp_path / "project", "calls")
+    small_backend(tmp_path / "binaapp")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(folder)]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the project"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    reader = Reader(folder, {PLACEHOLDER: head_db.url})
+    try:
+        scanned, checked, elsewhere = reader.run_all([rescan, check, against])
+    finally:
+        subprocess.run(["./dev", "down", "--delete"], cwd=folder, env=warm_environment(),
+                       capture_output=True, check=False)  # fmt: skip
+    written = (folder / "calls" / "backend.calls").read_text()
+    assert (
+        "backend/app/chat.py:2 chat_messages insert writes=conversation_id,sender_type," in written
+    )
+    assert "+backend/app/chat.py:2 chat_messages insert" in scanned.stdout  # git diff
+    assert "1 of 1 calls succeed" in checked.stdout
+    assert "1 of 1 calls succeed" in elsewhere.stdout
 
 
 def test_the_testing_page_runs_but_the_whole_suite(tmp_path):

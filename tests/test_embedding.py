@@ -32,7 +32,7 @@ def test_an_engine_in_the_attributes_is_migrated_as_a_deploy(empty_db):
     engine = engine_of(empty_db.url, driver="psycopg")  # pytest-alembic's own driver, say
     listener = psycopg.connect(empty_db.url, autocommit=True)
     listener.execute("LISTEN pgrst")
-    config = alembic_config()
+    config = alembic_config(x_args=["allow_breaking_calls=true"])  # the downgrade: rider_id
     config.attributes["connection"] = engine
     try:
         command.upgrade(config, "head")

@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 
 from chatdb.local.server import bindir
 from tests import shapes
-from tests.convergence import SHAPES_WIDENING, chatdb_run
+from tests.convergence import chatdb_run
 from tests.deploying import dump
 from tests.pg import ROOT, command_env, revision_ids
 
@@ -93,10 +93,9 @@ def default_privileges(url: str) -> list[tuple]:
 def test_the_pull_request_job_writes_the_plan_of_shape_d_into_the_summary(
     shape_d_db, plan_role, local_copy, tmp_path
 ):
-    assert SHAPES_WIDENING["d"]  # 004's owner policies: accepted by the team's options
     before = dump(shape_d_db.url)
     summary = tmp_path / "summary.md"
-    options = "allow_wider_access=true lock_timeout=5s"
+    options = "lock_timeout=5s lock_retries=5"  # the team's; production needs no override
     result = run_script("plan_pr.py", plan_env(plan_role, local_copy, options), summary)
     written = summary.read_text()
     print(written)  # the summary, for the record (pytest -s)
@@ -118,7 +117,8 @@ def test_the_pull_request_job_writes_the_plan_of_shape_d_into_the_summary(
     revisions = ", ".join(revision_ids())
     assert f"revisions to apply: {revisions}." in written  # shape d: never migrated
     assert f"**The deploy would succeed: it applies {revisions}.**" in written
-    assert "-x allow_wider_access=true -x lock_timeout=5s" in written
+    assert "-x lock_timeout=5s -x lock_retries=5" in written
+    assert "WIDER" not in written
     assert f"role {ROLE}, read-only by default" in written
     assert f"{ROLE}:\\*\\*\\*@" in written  # the URL, its password masked
     assert PASSWORD not in written + result.stdout + result.stderr
@@ -127,22 +127,32 @@ def test_the_pull_request_job_writes_the_plan_of_shape_d_into_the_summary(
         assert "### The backend's calls after the deploy (chatdb calls check)" in written
 
 
+# A policy made by hand on production that still lets a signed-in user read conversations:
+# c003 refuses to leave it (the chat tables are the backend's alone), so the deploy fails.
+HAND_MADE_POLICY = (
+    'CREATE POLICY "Signed-in users read active chats" ON public.chat_conversations '
+    "FOR SELECT TO authenticated USING (status = 'active')"
+)
+
+
 def test_a_plan_that_would_fail_fails_the_job_and_the_summary_says_why(
     shape_d_db, plan_role, local_copy, tmp_path
 ):
+    shape_d_db.conn.execute(HAND_MADE_POLICY)
     summary = tmp_path / "summary.md"
     result = run_script("plan_pr.py", plan_env(plan_role, local_copy), summary)
     written = summary.read_text()
     assert result.returncode == 1, result.stdout + result.stderr
     deploy_would_say = chatdb_run("plan", url=shape_d_db.url).stdout.splitlines()[-1]
-    assert deploy_would_say.startswith("FAILED: The run would widen what anon")
+    stop = "FAILED: Migration step (upgrade c002 -> c003) failed: "
+    assert deploy_would_say.startswith(stop), deploy_would_say
+    assert "after c003, policies still let anon, authenticated or PUBLIC" in deploy_would_say
     assert (
-        "**The deploy would fail**: merged as it is, the deploy job would stop with FAILED: "
-        + ("The run would widen what anon")
+        "**The deploy would fail**: merged as it is, the deploy job would stop with " + stop
         in written
     )
-    assert written.rstrip().split("### Verdict\n\n", 1)[1].startswith("FAILED: The run would widen")
-    assert "| **WIDER** | `anon` | `chat_conversations` | SELECT | none | filtered |" in written
+    assert written.rstrip().split("### Verdict\n\n", 1)[1].startswith(stop)
+    assert '"Signed-in users read active chats"' in written
     assert "## After the deploy" not in written
     # the copy the plan ran on is production's schema, exported by the read-only role
     # with the deploy role's default privileges (platform.sql -v migration_role)
@@ -192,12 +202,12 @@ def test_the_job_refuses_a_copy_that_is_not_empty_and_a_missing_secret(
 def test_the_deploy_job_upgrades_then_writes_the_outcome_and_drift(shape_d_db, tmp_path):
     rows = shapes.all_rows(shape_d_db.conn)
     summary = tmp_path / "summary.md"
-    env = {"DATABASE_URL": shape_d_db.url, "CHATDB_DEPLOY_OPTIONS": "-x allow_wider_access=true"}
+    env = {"DATABASE_URL": shape_d_db.url, "CHATDB_DEPLOY_OPTIONS": "-x lock_timeout=5s"}
     result = run_script("deploy.py", env, summary)
     written = summary.read_text()
     assert result.returncode == 0, result.stdout + result.stderr
     assert written.startswith("# Deploy to production\n")
-    assert "`alembic -x allow_wider_access=true upgrade head`" in written
+    assert "`alembic -x lock_timeout=5s upgrade head`" in written
     assert "**exit 0 (success): Production is at head" in written
     assert f"Revisions applied: {', '.join(revision_ids())}." in written
     assert "Running upgrade" in result.stderr  # the log, live in the job's output
@@ -211,15 +221,18 @@ def test_the_deploy_job_upgrades_then_writes_the_outcome_and_drift(shape_d_db, t
     )
 
 
-def test_a_refused_deploy_fails_the_job_with_nothing_changed(shape_d_db, tmp_path):
-    before = dump(shape_d_db.url)
+def test_a_refused_deploy_fails_the_job_with_nothing_changed(shape_b_db, tmp_path):
+    """Production holds text ids that are not uuids (the older script's tables): c001
+    refuses before any change, and the job fails saying nothing was changed."""
+    shapes.add_bad_website_ids(shape_b_db.conn)
+    before = dump(shape_b_db.url)
     summary = tmp_path / "summary.md"
-    result = run_script("deploy.py", {"DATABASE_URL": shape_d_db.url}, summary)
+    result = run_script("deploy.py", {"DATABASE_URL": shape_b_db.url}, summary)
     written = summary.read_text()
     assert result.returncode == 4, result.stdout + result.stderr
-    assert dump(shape_d_db.url) == before
+    assert dump(shape_b_db.url) == before
     assert "**exit 4 (refused before any change): Nothing was changed" in written
-    assert "\nFAILED: The run would widen what anon" in written
+    assert "\nFAILED: Revision c001 cannot bring the chat tables" in written
     assert "## Drift" not in written
 
 
@@ -329,16 +342,15 @@ def test_renders_pre_deploy_line_as_written_migrates_and_a_refusal_fails_it(shap
         )
 
     before = dump(shape_d_db.url)
-    refused = pre_deploy(CHATDB_DATABASE_URL=shape_d_db.url)  # WIDER: refused
-    assert refused.returncode == 4, refused.stdout + refused.stderr
+    shape_d_db.conn.execute(HAND_MADE_POLICY)  # c003 refuses to leave it: the run fails
+    refused = pre_deploy(CHATDB_DATABASE_URL=shape_d_db.url)
+    assert refused.returncode == 5, refused.stdout + refused.stderr  # rolled back
     assert "# Deploy to production" in refused.stdout  # the summary, in Render's log
+    shape_d_db.conn.execute('DROP POLICY "Signed-in users read active chats" ON chat_conversations')
     assert dump(shape_d_db.url) == before
-    env = {
-        "CHATDB_DATABASE_URL": shape_d_db.url,
-        "CHATDB_DEPLOY_OPTIONS": "allow_wider_access=true",
-    }
+    env = {"CHATDB_DATABASE_URL": shape_d_db.url}
     assert options["CHATDB_DEPLOY_OPTIONS"] == "lock_timeout=5s lock_retries=5"
-    env["CHATDB_DEPLOY_OPTIONS"] += " " + options["CHATDB_DEPLOY_OPTIONS"]
+    env["CHATDB_DEPLOY_OPTIONS"] = options["CHATDB_DEPLOY_OPTIONS"]
     done = pre_deploy(**env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Revisions applied: {', '.join(revision_ids())}." in done.stdout

@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 from chatdb.project import alembic_config
 from chatdb.schema import autogen
 from tests import catalog
-from tests.pg import database_url, migrate
+from tests.pg import BREAKS_THE_DELIVERY_INSERT, database_url, migrate
 
 
 def history() -> list[str]:
@@ -86,14 +86,22 @@ def test_up_and_down_through_every_revision(fresh_db):
     ids = history()
     states = {None: state(fresh_db)}
     for rev in ids:
-        # A revision may widen access on purpose (a new policy, a grant): its operator
-        # accepts it with the option. Landing on each revision is what this test is about.
-        migrate(fresh_db.url, rev, x=["allow_wider_access=true"])
+        # A revision may widen access on purpose (a new policy, a grant), or break a call
+        # of the backend as the SQL it replicates did (008: the delivery insert, until
+        # c002): its operator accepts it with the option. Landing on each revision is what
+        # this test is about.
+        migrate(fresh_db.url, rev, x=["allow_wider_access=true", BREAKS_THE_DELIVERY_INSERT])
         assert current(fresh_db) == rev
         states[rev] = state(fresh_db)
     for below, rev in reversed(list(zip([None, *ids[:-1]], ids, strict=True))):
-        # 049's downgrade puts 004's public policies back: wider access, on purpose.
-        migrate(fresh_db.url, below or "base", down=True, x=["allow_wider_access=true"])
+        # 049's downgrade puts 004's public policies back: wider access, on purpose; and a
+        # downgrade takes away what the backend's calls use.
+        migrate(
+            fresh_db.url,
+            below or "base",
+            down=True,
+            x=["allow_wider_access=true", "allow_breaking_calls=true"],
+        )
         assert current(fresh_db) == below, f"downgrade of {rev}"
         assert state(fresh_db) == states[below], f"downgrade of {rev}"
     migrate(fresh_db.url, "head")

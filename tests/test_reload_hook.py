@@ -70,7 +70,7 @@ def test_no_op_upgrade_sends_nothing(head_db):
 
 def test_downgrade_sends_one_reload(head_db):
     with listening(head_db.url) as postgrest:
-        migrate(head_db.url, "000", down=True)
+        migrate(head_db.url, "000", down=True, x=["allow_breaking_calls=true"])
         assert postgrest.received() == [RELOAD]
 
 

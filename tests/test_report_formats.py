@@ -15,6 +15,8 @@ import pytest
 
 from chatdb import markdown as md
 from tests.convergence import chatdb_run
+from tests.deploying import add_revision
+from tests.pg import ROOT
 
 
 def unescaped(markdown: str) -> str:
@@ -22,9 +24,9 @@ def unescaped(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
-def both(*args: str, url: str) -> tuple:
-    text = chatdb_run(*args, url=url)
-    markdown = chatdb_run(*args, "--format", "markdown", url=url)
+def both(*args: str, url: str, cwd=ROOT) -> tuple:
+    text = chatdb_run(*args, url=url, cwd=cwd)
+    markdown = chatdb_run(*args, "--format", "markdown", url=url, cwd=cwd)
     assert text.returncode == markdown.returncode, text.stdout + markdown.stdout
     assert markdown.stderr.count("FAILED") == 0, markdown.stderr
     return text, markdown
@@ -66,9 +68,18 @@ def test_a_table_cell_keeps_its_pipes_and_a_code_span_its_backticks():
 # --------------------------------------------------------------------------- chatdb plan
 
 
-def test_plan_markdown_of_shape_d_says_what_the_text_says_with_its_failed_verdict(shape_d_db):
-    text, markdown = both("plan", url=shape_d_db.url)
-    assert text.returncode == 1  # 004's owner policies widen access: refused
+def test_plan_markdown_of_shape_d_says_what_the_text_says_with_its_failed_verdict(
+    shape_d_db, project_with_a_revision
+):
+    """Production's likeliest shape (d), and a revision after head that opens the
+    conversations to everyone: the plan refuses it as the deploy would (WIDER)."""
+    add_revision(
+        project_with_a_revision,
+        'CREATE POLICY "Debug: anyone reads conversations" ON public.chat_conversations '
+        "FOR SELECT USING (true)",
+    )
+    text, markdown = both("plan", url=shape_d_db.url, cwd=project_with_a_revision)
+    assert text.returncode == 1  # refused: it widens access
     out = markdown.stdout
     for heading in (
         "## Plan of `alembic upgrade head` for ",
@@ -85,15 +96,10 @@ def test_plan_markdown_of_shape_d_says_what_the_text_says_with_its_failed_verdic
     [failed] = [line for line in text.stdout.splitlines() if line.startswith("FAILED: ")]
     assert read.rstrip().endswith("### Verdict\n\n" + failed)
     wider = [row for row in table_rows(out, "|   | role |") if row[0] == "**WIDER**"]
-    assert len(wider) == 8
-    assert [
-        "**WIDER**",
-        "`authenticated`",
-        "`chat_conversations`",
-        "SELECT",
-        "none",
-        "filtered",
-    ] == (wider[4][:6])
+    assert [row[:6] for row in wider] == [
+        ["**WIDER**", f"`{role}`", "`chat_conversations`", "SELECT", "none", "all"]
+        for role in ("anon", "authenticated")
+    ]
     locks = table_rows(out, "| table | lock |")
     assert ["`public.chat_conversations`", "ACCESS EXCLUSIVE", "reads and writes wait"] in locks
 

@@ -33,6 +33,13 @@ from chatdb.failures import Refused
 log = logging.getLogger("chatdb.deploy.calls_guard")
 
 OVERRIDE = ALLOW_BREAKING_CALLS
+# The calls run under a statement_timeout of their own: the run's (-x statement_timeout,
+# meant for its DDL) may be set short, and a check cut off would fail the run for nothing.
+OWN_TIMEOUT = "SELECT set_config('statement_timeout', '30s', true)"
+FLUSH_STATISTICS = (
+    "DO $$ BEGIN PERFORM pg_stat_force_next_flush(); "
+    "EXCEPTION WHEN undefined_function THEN NULL; END $$"
+)
 
 
 @dataclass(frozen=True)
@@ -100,10 +107,15 @@ class Guard:
             return
         scope = connection.begin_nested() if connection.in_transaction() else connection.begin()
         try:
+            connection.exec_driver_sql(OWN_TIMEOUT)
             self.before = run_calls(connection, self.calls)
         except CallsCannotRun:
             self.before = None  # no service_role yet (before revision 000): no baseline
         finally:
+            # The calls' row counts are pending statistics of this session until it
+            # flushes them: flush them now, or the run's pg_stat_xact_user_tables (what
+            # chatdb plan reports as written) would count them too (PostgreSQL 15+).
+            connection.exec_driver_sql(FLUSH_STATISTICS)
             scope.rollback()
 
     def compare(self, connection: Connection, *, always: bool = False) -> Comparison | None:
@@ -113,9 +125,18 @@ class Guard:
             return self.comparison
         if not self.calls or (not self.baseline and not always):
             return None
+        run_timeout = connection.exec_driver_sql("SHOW statement_timeout").scalar()
+        connection.exec_driver_sql(OWN_TIMEOUT)
         try:
             after = run_calls(connection, self.calls)
         except CallsCannotRun:
+            after = None
+        # The run's own statement_timeout again, for what follows (an error above has
+        # aborted the run's transaction: there is nothing left to follow).
+        connection.exec_driver_sql(
+            "SELECT set_config('statement_timeout', %(value)s, true)", {"value": run_timeout}
+        )
+        if after is None:
             return None
         before = self.before or [Outcome(call, False, "not run") for call in self.calls]
         self.comparison = Comparison(

@@ -40,9 +40,10 @@ def reads_scripts_only(cmd_opts: Any, environ: dict[str, str] | None = None) -> 
     them (so new revisions get numbered ids), but they must not need a database.
     ``cmd_opts`` is Alembic's parsed command line (``config.cmd_opts``)."""
     environ = os.environ if environ is None else environ
-    if environ.get(ENV_VAR, "").strip() or cmd_opts is None:
+    cmd = getattr(cmd_opts, "cmd", None)  # None through Alembic's Python API
+    if environ.get(ENV_VAR, "").strip() or not cmd:
         return False
-    command = getattr(cmd_opts.cmd[0], "__name__", "")
+    command = getattr(cmd[0], "__name__", "")
     return command == "history" or (
         command == "revision" and not getattr(cmd_opts, "autogenerate", False)
     )
