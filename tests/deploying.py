@@ -26,18 +26,20 @@ from pathlib import Path
 
 import psycopg
 
-from chatdb.deploy.locking import LOCK_KEY
+from chatdb.deploy.locking import LOCK_KEY, WAITING_POLL
 from chatdb.local.server import bindir
 from tests import warm
 from tests.pg import ALEMBIC, ROOT, command_env, revision_ids
 
 # A deploy waiting for the migration lock polls pg_try_advisory_lock in autocommit (it
 # holds no transaction, so no lock wait shows in pg_locks): between polls, its session
-# is idle and that poll is its last query.
+# is idle and that poll is its last query. Its polls carry a comment of their own once it
+# has said whom it waits for (chatdb.deploy.locking.WAITING_POLL).
+POLLING = WAITING_POLL.replace(":key", str(LOCK_KEY))
 WAITING_FOR_MIGRATION_LOCK = f"""
     SELECT count(*) FROM pg_stat_activity
     WHERE datname = current_database() AND application_name = 'chatdb migrate'
-      AND query = 'SELECT pg_try_advisory_lock({LOCK_KEY})'
+      AND query = '{POLLING}'
 """
 
 

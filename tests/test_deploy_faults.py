@@ -31,7 +31,7 @@ from chatdb.deploy.run_options import RunOptions
 from chatdb.deploy.runtime import lost_server
 from chatdb.local.server import Cluster, as_server_user, bindir
 from chatdb.project import alembic_config
-from tests.deploying import Deploy, dump, run_waiting_sql, wait_until
+from tests.deploying import POLLING, Deploy, dump, run_waiting_sql, wait_until
 from tests.drifted_table import conversation_rows, expected_customer_id, make_drifted
 from tests.pg import Database, Listener, migrate
 
@@ -39,7 +39,6 @@ HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 ROWS = 3_000
 ONLINE = ("-x", "online=always", "-x", "online_batch_size=100")
 RELOAD = ("pgrst", "reload schema")
-POLLING = f"SELECT pg_try_advisory_lock({LOCK_KEY})"
 # The driver's reason: whether it read the server's last words depends on timing.
 GONE = (
     r"\((terminating connection due to (immediate shutdown|administrator) command|server "

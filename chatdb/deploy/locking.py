@@ -48,6 +48,11 @@ POLL_S = 0.2
 REPORT_EVERY_S = 30.0
 MAX_BACKOFF_S = 30.0
 
+TRY_LOCK = "SELECT pg_try_advisory_lock(:key)"
+# The polls of a deploy that waits, once it has said whom for: pg_stat_activity shows a
+# waiting deploy by this query (its last one, between polls).
+WAITING_POLL = "SELECT pg_try_advisory_lock(:key) /* chatdb: waiting for the migration lock */"
+
 DEFAULTS = {
     "lock_timeout": "5s",
     "statement_timeout": "1min",
@@ -212,8 +217,8 @@ def acquire(
     transaction is one, and the two would wait for each other for ever)."""
     key = {"key": LOCK_KEY}
 
-    def try_lock() -> bool:
-        return bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar())
+    def try_lock(sql: str = TRY_LOCK) -> bool:
+        return bool(connection.execute(text(sql), key).scalar())
 
     with session.autocommit(connection):
         if not try_lock():
@@ -225,7 +230,7 @@ def acquire(
                 opts.migration_lock_wait,
             )
             started = last_report = clock()
-            while not try_lock():
+            while not try_lock(WAITING_POLL):
                 now = clock()
                 if opts.migration_lock_wait.ms and now - started > opts.migration_lock_wait.seconds:
                     raise Refused(lock_wait_failure(opts, lock_holders(connection)))
