@@ -18,13 +18,15 @@ its line): a test cannot run the suite it belongs to; CI runs that very line
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,6 +200,27 @@ def readable(folder: Path) -> Path:
         else:
             (venv / "bin" / entry.name).symlink_to(entry)
     return folder
+
+
+@contextmanager
+def local_cluster(folder: Path) -> Iterator[int]:
+    """The local cluster of a reader's ``folder``, started before a page's blocks run so
+    that its URL is known when they need it (the page's own ``./dev up`` then reuses it,
+    as a second ``./dev up`` does): its port. Deleted afterwards (``./dev down
+    --delete``)."""
+    try:
+        started = subprocess.run(["./dev", "up"], cwd=folder, env=warm_environment(),
+                                 capture_output=True, text=True, check=False)  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield json.loads((folder / ".chatdb" / "cluster.json").read_text())["port"]
+    finally:
+        delete_local_cluster(folder)
+
+
+def delete_local_cluster(folder: Path) -> None:
+    """``./dev down --delete`` in a reader's folder: its local cluster, if it made one."""
+    subprocess.run(["./dev", "down", "--delete"], cwd=folder, env=warm_environment(),
+                   capture_output=True, check=False)  # fmt: skip
 
 
 def warm_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -48,7 +47,7 @@ from chatdb.schema.objects import ObjectOp
 from models.entities import Declared
 from tests import warm
 from tests.deploying import dump
-from tests.docs import Reader, blocks, readable, shell_blocks, warm_environment
+from tests.docs import Reader, blocks, local_cluster, readable, shell_blocks
 from tests.pg import ALEMBIC, ROOT, alembic_cli, copy_project, database_of, database_url
 
 BIN = Path(sys.executable).parent
@@ -790,21 +789,15 @@ def test_walkthrough_of_changing_the_schema(project, tmp_path):
     up, revision, apply_it, policy_revision = shell_blocks(WALKTHROUGH)
     column, policy, upgrade_shown = [b for b in fences if b.lang == "python"]
     refused_shown, downgrade_shown = [b for b in fences if b.lang == "text"]
-    env = warm_environment()
-    started = subprocess.run(["./dev", "up"], cwd=project, env=env, capture_output=True,
-                             text=True, check=False)  # fmt: skip
-    assert started.returncode == 0, started.stdout + started.stderr
-    port = json.loads((project / ".chatdb" / "cluster.json").read_text())["port"]
-    url = f"postgresql://postgres@127.0.0.1:{port}/chatdb"
-    reader = Reader(project, {LOCAL_EXAMPLE: f"127.0.0.1:{port}"})
-    db = database_of(psycopg.connect(url))
-    try:
-        walk(project, reader, url, db, up, revision, apply_it, policy_revision, column,
-             policy, upgrade_shown, refused_shown, downgrade_shown)  # fmt: skip
-    finally:
-        db.conn.close()
-        subprocess.run(["./dev", "down", "--delete"], cwd=project, env=env,
-                       capture_output=True, check=False)  # fmt: skip
+    with local_cluster(project) as port:
+        url = f"postgresql://postgres@127.0.0.1:{port}/chatdb"
+        reader = Reader(project, {LOCAL_EXAMPLE: f"127.0.0.1:{port}"})
+        db = database_of(psycopg.connect(url))
+        try:
+            walk(project, reader, url, db, up, revision, apply_it, policy_revision, column,
+                 policy, upgrade_shown, refused_shown, downgrade_shown)  # fmt: skip
+        finally:
+            db.conn.close()
 
 
 def walk(project, reader, url, db, up, revision, apply_it, policy_revision, column, policy,

@@ -21,11 +21,11 @@ from tests.docs import (
     WHOLE_SUITE,
     Reader,
     blocks,
+    delete_local_cluster,
     is_whole_suite,
     project_folder,
     shell_blocks,
     text_after,
-    warm_environment,
 )
 from tests.pg import ROOT
 
@@ -91,13 +91,7 @@ def test_the_readmes_two_commands_on_a_fresh_copy(tmp_path):
         expected = shown.text.replace("127.0.0.1:44625", f"127.0.0.1:{port[1]}")
         assert result.stdout.splitlines() == expected.splitlines()
     finally:
-        subprocess.run(
-            ["./dev", "down", "--delete"],
-            cwd=folder,
-            env=warm_environment(),
-            capture_output=True,
-            check=False,
-        )
+        delete_local_cluster(folder)
 
 
 def page_output(page, url: str, shown_url: str) -> tuple[str, str]:
@@ -183,8 +177,7 @@ def test_the_backend_change_guide_rescans_and_checks(head_db, tmp_path):
     try:
         scanned, checked, elsewhere = reader.run_all([rescan, check, against])
     finally:
-        subprocess.run(["./dev", "down", "--delete"], cwd=folder, env=warm_environment(),
-                       capture_output=True, check=False)  # fmt: skip
+        delete_local_cluster(folder)
     written = (folder / "calls" / "backend.calls").read_text()
     assert (
         "backend/app/chat.py:2 chat_messages insert writes=conversation_id,sender_type," in written

@@ -20,9 +20,6 @@ each step promises:
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 from sqlalchemy import create_engine, pool
 
@@ -30,7 +27,7 @@ from chatdb.deploy import widening
 from chatdb.inspect import access, catalog
 from tests import shapes
 from tests.convergence import contract_problems, drift_problems, value_problems
-from tests.docs import Reader, project_folder, shell_blocks, warm_environment
+from tests.docs import Reader, local_cluster, project_folder, shell_blocks
 from tests.pg import ROOT
 
 GUIDE = ROOT / "docs" / "taking-over-production.md"
@@ -78,22 +75,6 @@ def changes(report: str) -> list[str]:
             for line in part.splitlines()]  # fmt: skip
 
 
-def start_local_cluster(folder) -> int:
-    """The copy's local cluster, started before the guide's step 2 so that its URL is
-    known before the block that uses it runs: the block's own ``./dev up`` then reuses
-    it, as a second ``./dev up`` does. Its port."""
-    started = subprocess.run(
-        ["./dev", "up"],
-        cwd=folder,
-        env=warm_environment(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert started.returncode == 0, started.stdout + started.stderr
-    return json.loads((folder / ".chatdb" / "cluster.json").read_text())["port"]
-
-
 @pytest.mark.parametrize("shape", ["a", "b", "c", "d"])
 def test_the_guide_pasted_as_written_on_each_shape(shape, request, tmp_path):
     production = request.getfixturevalue(f"shape_{shape}_db")
@@ -102,8 +83,7 @@ def test_the_guide_pasted_as_written_on_each_shape(shape, request, tmp_path):
     access_before = cells(production.url)
     folder = project_folder(tmp_path / "project")
     export, local, load, plan_copy, upgrade_copy, plan_production, deploy = shell_blocks(GUIDE)
-    try:
-        port = start_local_cluster(folder)
+    with local_cluster(folder) as port:
         copy_url = f"postgresql://postgres@127.0.0.1:{port}/takeover"
         reader = Reader(
             folder, {PRODUCTION_EXAMPLE: production.url, LOCAL_EXAMPLE: f"127.0.0.1:{port}"}
@@ -123,14 +103,6 @@ def test_the_guide_pasted_as_written_on_each_shape(shape, request, tmp_path):
         # 6-7. Plan production, deploy, check it.
         planned, deployed = reader.run_all([plan_production, deploy])
         assert changes(planned.stdout) == changes(planned_copy.stdout)
-    finally:
-        subprocess.run(
-            ["./dev", "down", "--delete"],
-            cwd=folder,
-            env=warm_environment(),
-            capture_output=True,
-            check=False,
-        )
     print(f"shape ({shape}): {closing_line(planned.stdout)}")  # for the record (pytest -s)
     assert drift_problems(production.url) == []
     assert value_problems(rows, shapes.all_rows(production.conn)) == []

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from chatdb.deploy.online.steps import qualified
+from chatdb.revisions.prerequisites import has_column
 
 TEMP_PREFIX = "chatdb_plan_rows_"
 
@@ -149,14 +150,7 @@ def count_online(
     """A backfill of the online path, which the plan does not run: the rows where its
     condition holds (each would get ``expression``). None when the column does not exist
     yet (an online step adds it): a new column has no value to change."""
-    exists = connection.execute(
-        text(
-            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:t) "
-            "AND attname = :c AND attnum > 0 AND NOT attisdropped)"
-        ),
-        {"t": qualified(table), "c": column},
-    ).scalar()
-    if not exists:
+    if not has_column(connection, table, column):
         return None
     filled, replaced = connection.execute(
         text(
