@@ -147,10 +147,21 @@ class Statement:
         return sorted({wait for _, wait in self.waits if wait})
 
 
+# One sample of the clients: what each active one waits for ("CPU": none, it runs or
+# waits for a core), and whether a lock it waits for is held by the migration.
+CLIENTS_SQL = """
+SELECT a.pid, coalesce(a.wait_event_type || ':' || a.wait_event, 'CPU'),
+       a.wait_event_type = 'Lock' AND pg_blocking_pids(a.pid) && %(pids)s::int[]
+FROM pg_stat_activity a
+WHERE a.application_name = %(app)s AND a.state = 'active'
+"""
+
+
 class Monitor(threading.Thread):
     """Samples pg_stat_activity on its own autocommit connection every ``period_s`` for
     the backends whose application_name is LIKE ``app_pattern`` or whose pid was given
-    to :meth:`watch`, and rebuilds the statements they ran."""
+    to :meth:`watch`, and rebuilds the statements they ran; and samples what the active
+    clients wait for (:attr:`client_waits`)."""
 
     def __init__(self, url: str, period_s: float, app_pattern: str | None = None) -> None:
         super().__init__(daemon=True)
@@ -160,6 +171,8 @@ class Monitor(threading.Thread):
         self.pids: list[int] = []
         self.statements: dict[tuple[int, float], Statement] = {}
         self.samples = 0
+        # (moment, pid, wait, blocked by the migration) of each active client, each sample
+        self.client_waits: list[tuple[float, int, str, bool]] = []
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self.error: str | None = None
@@ -185,6 +198,12 @@ class Monitor(threading.Thread):
                     self.samples += 1
                     for row in rows:
                         self._record(row, offset)
+                    moment = rows[0][0] - offset
+                    migration = sorted({*self.pids, *(r[1] for r in rows if r[1] is not None)})
+                    for pid, wait, blocked in conn.execute(
+                        CLIENTS_SQL, {"app": load.CLIENT_APP, "pids": migration}
+                    ).fetchall():
+                        self.client_waits.append((moment, pid, wait, bool(blocked)))
                     time.sleep(max(0.0, self.period_s - (time.perf_counter() - began)))
         except psycopg.Error as exc:
             self.error = message(exc)
@@ -245,6 +264,7 @@ class Arm:
     statements: list[Statement]
     samples: int
     monitor_error: str | None
+    client_waits: list[tuple[float, int, str, bool]] = field(default_factory=list)
 
     def during(self) -> list[Op]:
         t0, t1 = self.window
@@ -377,6 +397,7 @@ def run_arm(
         statements,
         monitor.samples,
         monitor.error,
+        monitor.client_waits,
     )
 
 
@@ -472,7 +493,7 @@ STEP_NAMES: list[tuple[str, Callable[[re.Match[str]], str]]] = [
         lambda m: f"ALTER TABLE {m[1]} {m[2]}",
     ),
     (
-        r"^WITH done AS \(UPDATE (\S+) SET ",
+        r"^WITH (?:done AS \(UPDATE|picked AS \(SELECT ctid FROM) (\S+) ",
         lambda m: f"backfill of {m[1].split('.')[-1]}: UPDATE batches of pages",
     ),
     (
@@ -622,6 +643,7 @@ def report(arm: Arm, args: argparse.Namespace, *, steps: bool) -> None:
         print(f"  monitor failed            {arm.monitor_error}")
     for line in backfill_lines(arm):
         print(f"  backfill                  {line}")
+    report_client_waits(arm)
     if arm.applied.steps:
         report_recipe_steps(arm)
     if steps:
@@ -672,6 +694,38 @@ def backfill_lines(arm: Arm) -> list[str]:
     return [str(b) for b in backfills(arm)]
 
 
+def wait_shares(waits: list[tuple[float, int, str, bool]], top: int = 5) -> str:
+    """The shares of the samples by wait event ("on a lock the migration holds" apart)."""
+    if not waits:
+        return "no sample"
+    counts: dict[str, int] = {}
+    for _, _, wait, blocked in waits:
+        label = f"{wait} (held by the migration)" if blocked else wait
+        counts[label] = counts.get(label, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    shown = ", ".join(f"{label} {100 * n / len(waits):.0f}%" for label, n in ranked[:top])
+    return f"{shown} of {len(waits):,} samples"
+
+
+def report_client_waits(arm: Arm, over_ms: float = SLOW_OP_MS) -> None:
+    """What the active clients waited for during the migration (each sample of each
+    active client), and during their requests over ``over_ms`` only (the samples of that
+    client's backend within the request): a row lock, a page read, the CPU."""
+    t0, t1 = arm.window
+    during = [w for w in arm.client_waits if t0 <= w[0] <= t1]
+    if not during:
+        return
+    print(f"  clients' waits during it  {wait_shares(during)} (CPU: running or waiting for a core)")
+    slow = [op for op in arm.during() if op.latency_ms > over_ms and op.pid]
+    if not slow:
+        return
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for op in slow:
+        spans.setdefault(op.pid, []).append((op.start, op.end))
+    inside = [w for w in during if any(start <= w[0] <= end for start, end in spans.get(w[1], ()))]
+    print(f"    in the requests over {over_ms:g} ms: {wait_shares(inside)}")
+
+
 def report_recipe_steps(arm: Arm) -> None:
     t0 = arm.window[0]
     print("  steps (timed by the benchmark):")
@@ -706,6 +760,9 @@ def report_steps(arm: Arm, args: argparse.Namespace) -> None:
             f"    {at:>8}  {step.seconds:8.3f}  "
             f"{100 * step.seconds / arm.wall_s:5.1f}%  {step.label}{detail}"
         )
+        waits = [(m, 0, w or "CPU", False) for s in step.statements for m, w in s.waits]
+        if len(waits) >= 20:
+            print(f"{'':>32}its backend: {wait_shares(waits)}")
     inside = covered(arm.statements, t0, t1)
     first = min((s.start for s in arm.statements), default=t1)
     print(
@@ -939,7 +996,7 @@ def arm_specs(args: argparse.Namespace) -> dict[str, tuple[str, Apply, str | Non
     if args.start in recipe.RECIPES:
         specs["recipe"] = (
             "(b) hand-written online recipe (benchmarks/recipe.py): "
-            + ("008" if args.start == "base" else "009, 012, 013")
+            + recipe.APPLIES[args.start]
             + f" online, keyset batches of {recipe.BATCH:,} ids",
             apply_recipe(recipe.RECIPES[args.start]),
             None,

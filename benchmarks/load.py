@@ -307,6 +307,7 @@ class Op:
     start: float  # time.perf_counter()
     end: float
     error: str | None = None
+    pid: int = 0  # the client's backend
 
     @property
     def latency_ms(self) -> float:
@@ -413,7 +414,8 @@ class ClientLoad:
                 postgrest_call(conn, call, self.target(rng), rng, cache)
             except psycopg.Error as exc:
                 error = message(exc)
-            mine.append(Op(kind, start, time.perf_counter(), error))
+            pid = 0 if conn.closed else conn.info.backend_pid
+            mine.append(Op(kind, start, time.perf_counter(), error, pid))
             if self.think_s:
                 time.sleep(self.think_s)
         if conn is not None:

@@ -1,8 +1,8 @@
 """The hand-written online recipe a careful operator would run instead of a hand-run file.
 
-For 008 (from base) and for 009, 012 and 013's work on chat_messages (from 008), the
-textbook online way, each statement in its own transaction on an autocommit
-connection:
+For 008 and the work of 009, 012 and 013 on chat_messages (from base), or for the
+latter alone (from 008), the textbook online way, each statement in its own
+transaction on an autocommit connection:
 
 - the column added (a catalog change, under a short lock_timeout, retried), and
   PostgREST told to reload at once, so that the backend's calls send it from then on;
@@ -100,64 +100,58 @@ CUSTOMER_ID = (
     "COALESCE(t.customer_id, 'customer_' || t.customer_phone, 'customer_unknown_' || t.id::text)"
 )
 
+FOR_008 = [
+    Step(
+        "add customer_id, reload PostgREST",
+        CATALOG,
+        "ALTER TABLE public.chat_conversations ADD COLUMN IF NOT EXISTS customer_id text; "
+        f"{RELOAD}",
+    ),
+    *backfill("chat_conversations", "customer_id", CUSTOMER_ID, "t.customer_id IS NULL"),
+    *not_null("chat_conversations", "customer_id"),
+    index("idx_chat_conversations_customer", "public.chat_conversations (customer_id)"),
+]
+FOR_009_012_013 = [
+    Step(
+        "add message_text DEFAULT '', reload PostgREST",
+        CATALOG,
+        "ALTER TABLE public.chat_messages ADD COLUMN IF NOT EXISTS message_text text; "
+        "ALTER TABLE public.chat_messages ALTER COLUMN message_text SET DEFAULT ''; "
+        f"{RELOAD}",
+    ),
+    *backfill(
+        "chat_messages",
+        "message_text",
+        "COALESCE(NULLIF(t.content, ''), '')",
+        "t.message_text IS NULL",
+    ),
+    *not_null("chat_messages", "message_text"),
+    index("idx_chat_conversations_phone", "public.chat_conversations (customer_phone)"),
+    index(
+        "idx_chat_conversations_website_phone",
+        "public.chat_conversations (website_id, customer_phone)",
+    ),
+    *backfill(
+        "chat_messages", "message_type", "'text'", "t.message_type IS NULL OR t.message_type = ''"
+    ),
+    index("idx_chat_messages_type", "public.chat_messages (message_type)"),
+    index(
+        "idx_chat_messages_media_url",
+        "public.chat_messages (media_url) WHERE media_url IS NOT NULL",
+    ),
+    index(
+        "idx_chat_messages_metadata",
+        "public.chat_messages USING gin (metadata) WHERE metadata IS NOT NULL",
+    ),
+]
+# From base: 008's repair, then the data work of 009, 012 and 013 (not 004's file, which
+# fails on the older script's tables, nor its indexes, which the project builds too);
+# from 008: 009, 012 and 013.
 RECIPES: dict[str, list[Step]] = {
-    # 008 (what the hand-run 008 does, online)
-    "base": [
-        Step(
-            "add customer_id, reload PostgREST",
-            CATALOG,
-            f"ALTER TABLE public.chat_conversations ADD COLUMN IF NOT EXISTS customer_id text; "
-            f"{RELOAD}",
-        ),
-        *backfill(
-            "chat_conversations",
-            "customer_id",
-            CUSTOMER_ID,
-            "t.customer_id IS NULL",
-        ),
-        *not_null("chat_conversations", "customer_id"),
-        index("idx_chat_conversations_customer", "public.chat_conversations (customer_id)"),
-        Step("reload PostgREST", CATALOG, RELOAD),
-    ],
-    # 009, 012 and 013 (what their hand-run files do, online)
-    "008": [
-        Step(
-            "add message_text DEFAULT '', reload PostgREST",
-            CATALOG,
-            "ALTER TABLE public.chat_messages ADD COLUMN IF NOT EXISTS message_text text; "
-            "ALTER TABLE public.chat_messages ALTER COLUMN message_text SET DEFAULT ''; "
-            f"{RELOAD}",
-        ),
-        *backfill(
-            "chat_messages",
-            "message_text",
-            "COALESCE(NULLIF(t.content, ''), '')",
-            "t.message_text IS NULL",
-        ),
-        *not_null("chat_messages", "message_text"),
-        index("idx_chat_conversations_phone", "public.chat_conversations (customer_phone)"),
-        index(
-            "idx_chat_conversations_website_phone",
-            "public.chat_conversations (website_id, customer_phone)",
-        ),
-        *backfill(
-            "chat_messages",
-            "message_type",
-            "'text'",
-            "t.message_type IS NULL OR t.message_type = ''",
-        ),
-        index("idx_chat_messages_type", "public.chat_messages (message_type)"),
-        index(
-            "idx_chat_messages_media_url",
-            "public.chat_messages (media_url) WHERE media_url IS NOT NULL",
-        ),
-        index(
-            "idx_chat_messages_metadata",
-            "public.chat_messages USING gin (metadata) WHERE metadata IS NOT NULL",
-        ),
-        Step("reload PostgREST", CATALOG, RELOAD),
-    ],
+    "base": [*FOR_008, *FOR_009_012_013, Step("reload PostgREST", CATALOG, RELOAD)],
+    "008": [*FOR_009_012_013, Step("reload PostgREST", CATALOG, RELOAD)],
 }
+APPLIES = {"base": "008, 009, 012, 013", "008": "009, 012, 013"}
 
 
 @dataclass
