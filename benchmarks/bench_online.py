@@ -41,6 +41,7 @@ import argparse
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -79,7 +80,8 @@ STARTS = {
     "004": "004 (revision 004, customer_id dropped)",
     "008": "008 (revision 008: chat_messages without message_text)",
 }
-ARMS = ("floor", "original", "recipe", "project", "alone")
+ARMS = ("original", "recipe", "project", "floor", "alone")
+DEFAULT_FLOOR_S = 30.0  # the floor's length when the project's arm does not run
 
 ORIGINAL_APP = "bench original sql"
 RECIPE_APP = "bench recipe"
@@ -265,6 +267,7 @@ class Arm:
     samples: int
     monitor_error: str | None
     client_waits: list[tuple[float, int, str, bool]] = field(default_factory=list)
+    wal_bytes: int = 0  # WAL the server wrote from the migration's start to its end
 
     def during(self) -> list[Op]:
         t0, t1 = self.window
@@ -283,12 +286,12 @@ class Arm:
 Apply = Callable[[str, "Monitor"], Applied]
 
 
-def apply_nothing(seconds: float) -> Apply:
-    """No deploy: the load alone for ``seconds`` (the machine's noise floor)."""
+def apply_nothing(seconds: Callable[[], float]) -> Apply:
+    """No deploy: the load alone for ``seconds()`` (the machine's noise floor)."""
 
     def apply(url: str, monitor: Monitor) -> Applied:
-        time.sleep(seconds)
-        return Applied([f"no deploy: the load alone for {seconds:g} s"])
+        time.sleep(seconds())
+        return Applied([f"no deploy: the load alone for {seconds():.1f} s"])
 
     return apply
 
@@ -377,9 +380,15 @@ def run_arm(
     loaded.start()
     if clients:
         time.sleep(args.warmup)
+    with psycopg.connect(url, autocommit=True) as conn:
+        lsn0 = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
     t0 = time.perf_counter()
     applied = apply(url, monitor)
     t1 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        wal = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (lsn0,)
+        ).fetchone()[0]
     if clients:
         time.sleep(args.cooldown)
     ops = loaded.finish()
@@ -398,6 +407,7 @@ def run_arm(
         monitor.samples,
         monitor.error,
         monitor.client_waits,
+        int(wal),
     )
 
 
@@ -623,6 +633,10 @@ def report(arm: Arm, args: argparse.Namespace, *, steps: bool) -> None:
     for line in arm.applied.log:
         print(f"    | {line}")
     print(f"  migration wall time       {arm.wall_s:9.2f} s")
+    print(
+        f"  WAL written meanwhile     {arm.wal_bytes / 2**20:9.1f} MB"
+        f"  ({arm.wal_bytes / 2**20 / arm.wall_s:.1f} MB/s, clients' included)"
+    )
     print(f"  worst client op           {worst(during):9.1f} ms")
     print(f"  p99 client op             {percentile(latencies, 99):9.1f} ms")
     print(f"  client ops during it      {len(during):9d}  ({per_kind})")
@@ -915,7 +929,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before")
     parser.add_argument("--cooldown", type=float, default=1.0, help="seconds of load after")
     parser.add_argument(
-        "--floor", type=float, default=30.0, help="seconds of the load alone, no deploy"
+        "--floor",
+        type=float,
+        default=None,
+        help="seconds of the load alone, no deploy (default: as long as the project's "
+        f"deploy took, or {DEFAULT_FLOOR_S:g} s)",
     )
     parser.add_argument(
         "--arms",
@@ -955,6 +973,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown or not arms:
         parser.error(f"--arms: {', '.join(unknown) or 'none'}: use some of {', '.join(ARMS)}")
     args.arms = [arm for arm in ARMS if arm in arms]
+    if args.floor is None and "project" not in args.arms:
+        args.floor = DEFAULT_FLOOR_S
     if args.start == "004" and "recipe" in args.arms:
         args.arms.remove("recipe")  # the recipe is written for base (008) and 008 (009-013)
     return args
@@ -967,8 +987,9 @@ def arm_specs(args: argparse.Namespace) -> dict[str, tuple[str, Apply, str | Non
     x_shown = "".join(f" -x {x}" for x in args.x_args)
     specs = {
         "floor": (
-            f"(0) no deploy: the load alone for {args.floor:g} s (the machine's noise floor)",
-            apply_nothing(args.floor),
+            "(d) no deploy: the load alone, as long as the project's deploy or --floor "
+            + "(the machine's noise floor)",
+            apply_nothing(lambda: args.floor),
             None,
             args.clients,
         ),
@@ -987,7 +1008,7 @@ def arm_specs(args: argparse.Namespace) -> dict[str, tuple[str, Apply, str | Non
             args.clients,
         ),
         "alone": (
-            f"(d) project with no client: alembic{x_shown} upgrade head (the floor of the work)",
+            f"(e) project with no client: alembic{x_shown} upgrade head (the floor of the work)",
             apply_project(args.x_args),
             PROJECT_APP_PATTERN,
             0,
@@ -1020,7 +1041,7 @@ def summary(arms: dict[str, Arm], args: argparse.Namespace, messages: int) -> No
         if name == "floor":
             figures = f"load alone {arm.wall_s:.1f} s"
         else:
-            figures = f"wall {arm.wall_s:8.2f} s"
+            figures = f"wall {arm.wall_s:8.2f} s, WAL {arm.wal_bytes / 2**20:,.0f} MB"
         if name != "alone":
             figures += (
                 f", worst {worst(during):9.1f} ms, p99 {percentile(latencies, 99):7.1f} ms, "
@@ -1083,7 +1104,7 @@ def draw(arms: dict[str, Arm], args: argparse.Namespace, messages: int) -> None:
         print(f"\npicture: none drawn: {why}")
         return
     panels = []
-    for name in ("floor", "original", "recipe", "project"):
+    for name in ("original", "recipe", "project", "floor"):
         arm = arms.get(name)
         if arm is None:
             continue
@@ -1108,6 +1129,8 @@ def draw(arms: dict[str, Arm], args: argparse.Namespace, messages: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A SIGTERM ends the run through its finally: the throwaway cluster is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     messages = args.rows * args.per_conversation
     calls, source = load.backend_calls(args.calls)
     specs = arm_specs(args)
@@ -1146,6 +1169,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             report(arm, args, steps=name in ("project", "alone"))
             arms[name] = arm
+            if name == "project" and args.floor is None:
+                args.floor = arm.wall_s
             if not args.keep:
                 admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
             admin.execute("CHECKPOINT")

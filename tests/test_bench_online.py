@@ -72,7 +72,7 @@ def test_bench_online_reports_every_arm_the_summary_and_uses_the_calls_file(tmp_
     assert "1,000 conversations, 3,000 messages" in output
     assert re.search(r"^machine: nproc \d+, memory .* PostgreSQL 1\d", output, re.MULTILINE)
     # The load: the calls file's calls, picked by their facts, shaped by the schema cache.
-    load = section(output, "the load: ", "(0) no deploy")
+    load = section(output, "the load: ", "(a) original SQL")
     assert f"calls from {calls}:" in load
     assert "send: chat_messages insert (id, conversation_id, sender_type, message_text, " in load
     assert "backend.calls: backend/app/api/v1/endpoints/chat.py:711" in load
@@ -80,11 +80,11 @@ def test_bench_online_reports_every_arm_the_summary_and_uses_the_calls_file(tmp_
     assert "mark_read: no call of the backend is of this kind: left out" in load
     assert "reset: chat_conversations update (unread_owner) [id.eq]" in load
 
-    floor = section(output, "(0) no deploy", "(a) original SQL")
     original = section(output, "(a) original SQL", "(b) hand-written online recipe")
     recipe = section(output, "(b) hand-written online recipe", "(c) project")
-    project = section(output, "(c) project: alembic -x online=always upgrade head", "(d) project")
-    alone = section(output, "(d) project with no client", "summary:")
+    project = section(output, "(c) project: alembic -x online=always upgrade head", "(d) no deploy")
+    floor = section(output, "(d) no deploy", "(e) project with no client")
+    alone = section(output, "(e) project with no client", "summary:")
     summary = section(output, "summary:", "picture:")
 
     assert figure(floor, "client ops during it") > 0
@@ -130,7 +130,7 @@ def test_bench_online_reports_every_arm_the_summary_and_uses_the_calls_file(tmp_
     assert "customer_id NOT NULL; message_text NOT NULL; idx_chat_conversations_customer valid" in (
         project
     )
-    # (d): the same upgrade with no client.
+    # (e): the same upgrade with no client.
     assert figure(alone, "client ops during it") == 0
     assert unfilled(alone) == {"customer_id": 0, "message_text": 0, "message_type": 0}
 
