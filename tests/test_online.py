@@ -408,6 +408,26 @@ def test_a_batch_skips_a_row_a_client_holds_and_the_sweep_fills_it_after_the_wal
     assert re.search(r"1 met a row a client held and skipped it, 1 such rows filled", deploy.log)
 
 
+def test_a_backfill_writes_most_new_versions_in_place(make_db):
+    """Each batch updates the rows of its pages in shares (every third place, then the
+    next, then the rest), so that most new versions fit in the room the earlier shares
+    freed on their own page (HOT updates: no new page, no index entry). One UPDATE of
+    every row of a full table puts every new version on a new page: the table doubles.
+    If this fails, look at SPLIT in chatdb.deploy.online.steps."""
+    db = make_db(rows=200)
+    db.conn.execute(
+        "INSERT INTO chat_messages (conversation_id, sender_type, content) "
+        "SELECT c.id, 'customer', 'hello ' || n FROM generate_series(1, 4000) n, "
+        "LATERAL (SELECT id FROM chat_conversations ORDER BY id OFFSET n % 200 LIMIT 1) c"
+    )
+    db.conn.execute("VACUUM ANALYZE chat_messages")
+    before = db.scalar("SELECT pg_relation_size('chat_messages')")
+    upgrade(db, HEAD, *ALWAYS)
+    assert db.scalar("SELECT count(*) FROM chat_messages WHERE message_text = content") == 4000
+    after = db.scalar("SELECT pg_relation_size('chat_messages')")
+    assert after < 1.6 * before, (before, after)
+
+
 def test_a_fill_helper_tests_its_condition_in_the_triggers_when_clause(make_db):
     """A helper trigger whose condition is not ``column IS NULL`` (012's message_type:
     NULL or '') is still called only for the rows that need it: its condition, read on
