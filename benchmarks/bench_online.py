@@ -1164,6 +1164,7 @@ def main(argv: list[str] | None = None) -> int:
             database = f"bench_{name}"
             admin.execute(f"CREATE DATABASE {database} TEMPLATE bench_template STRATEGY FILE_COPY")
             admin.execute("CHECKPOINT")
+            os.sync()  # the copy's files reach the disk now, not during the arm
             arm = run_arm(
                 name, label, cluster.url(database), apply, app_pattern, args, calls, clients
             )
@@ -1174,6 +1175,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep:
                 admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
             admin.execute("CHECKPOINT")
+            os.sync()
         summary(arms, args, messages)
         draw(arms, args, messages)
         admin.close()
