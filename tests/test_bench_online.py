@@ -254,3 +254,33 @@ def test_statements_group_into_steps_named_batched_and_by_transaction():
     assert round(bench.covered(statements, 0.0, 5.0), 6) == 2.9
     assert bench.running_at(statements, 3.5).query.endswith("ON t (c)")
     assert bench.running_at(statements, 2.8) is None
+
+
+def test_the_benchmark_pages_commands_run_with_a_small_size():
+    """docs/benchmark.md's shell block, pasted as written but with a small size: each
+    `--rows N` becomes 300 (and each run gets 2 messages per conversation and short
+    warmups, flags appended after the page's own). The benchmark lines run at once, each
+    on the throwaway cluster it starts."""
+    page = (ROOT / "docs" / "benchmark.md").read_text()
+    blocks = re.findall(r"^```sh\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    assert blocks, "docs/benchmark.md shows no shell block"
+    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    lines = [line for line in lines if line]
+    small = " --messages-per-conversation 2 --warmup 0.2 --cooldown 0.1"
+    runs = []
+    for line in lines:
+        command = re.sub(r"--rows \d+", "--rows 300", line)
+        if "bench_online.py" in command:
+            assert command != line, f"a benchmark line without --rows: {line}"
+            command += small
+        runs.append((line, subprocess.Popen(
+            ["bash", "-c", command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )))  # fmt: skip
+        if "bench_online.py" not in command:
+            runs[-1][1].wait(timeout=300)  # (./dev makes .venv first)
+    for line, process in runs:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{line}\n{output}"
+        if "bench_online.py" in line:
+            assert "\nsummary: from " in output and "300 conversations" in output, output
