@@ -23,12 +23,14 @@ from tests.pg import ROOT
 SCRIPT = ROOT / "benchmarks" / "bench_online.py"
 
 # A calls file as chatdb calls scan writes it (chatdb.calls.model): a send, a read, an
-# unread reset and a conversation creation; no mark-read.
+# unread reset and a conversation creation (with customer_id: one without it, the
+# delivery path's, fails the recipe's NOT NULL check, as it fails the hand-run 008);
+# no mark-read.
 TEST_CALLS = """# a test calls file
 backend/app/api/v1/endpoints/chat.py:711 chat_messages insert writes=id,conversation_id,sender_type,message_text,created_at
 backend/app/api/v1/endpoints/chat.py:259 chat_messages select selects=id,conversation_id,message_text,content,message,created_at filters=conversation_id.eq orders=created_at.asc limit=20 retry=42703
 backend/app/api/v1/endpoints/chat.py:951 chat_conversations update writes=unread_owner filters=id.eq
-backend/app/api/v1/endpoints/chat.py:414 chat_conversations insert writes=id,website_id,website_name,customer_name,customer_phone,status
+backend/app/api/v1/endpoints/chat.py:414 chat_conversations insert writes=id,website_id,website_name,customer_id,customer_name,customer_phone,status
 backend/app/api/v1/endpoints/chat.py:1166 chat_conversations update writes=status filters=id.eq
 """
 
