@@ -100,7 +100,9 @@ def fill_conversations(
     conn: psycopg.Connection, rows: int, *, customer_id: str = "missing", phone: bool = True
 ) -> None:
     """Insert the WEBSITES websites and ``rows`` deterministic conversations, then
-    VACUUM ANALYZE (``conn`` in autocommit mode)."""
+    VACUUM ANALYZE (``conn`` in autocommit mode). ``customer_id``: "missing" (not
+    written), "nullable" (two rows in three NULL) or "filled" (every row has 008's value:
+    a table at revision 008)."""
     conn.execute(
         "INSERT INTO websites (id, user_id) SELECT md5('website' || w)::uuid, "
         "md5('user' || w)::uuid FROM generate_series(1, %s) w",
@@ -121,6 +123,14 @@ def fill_conversations(
     if customer_id == "nullable":
         columns.append("customer_id")
         values.append("CASE WHEN g %% 3 = 0 THEN 'customer_kept_' || g END")
+    elif customer_id == "filled":  # a table at 008: the column NOT NULL, 008's values
+        columns.append("customer_id")
+        values.append(
+            "CASE WHEN g %% 10 = 0 THEN 'customer_unknown_' || md5('conv' || g)::uuid "
+            "ELSE 'customer_' || lpad(g::text, 10, '0') END"
+            if phone
+            else "'customer_unknown_' || md5('conv' || g)::uuid"
+        )
     conn.execute(
         f"INSERT INTO chat_conversations ({', '.join(columns)}) "
         f"SELECT {', '.join(values)} FROM generate_series(1, %s) g",

@@ -1,22 +1,38 @@
-"""benchmarks/bench_online.py runs end to end: both arms, the steps, the worst-op lines.
+"""benchmarks/bench_online.py runs end to end: every arm, the steps, the worst-op lines,
+the summary, the picture (or why there is none); and the load picks the backend's calls
+by their facts, from a calls file or from the tests' contract.
 
-A tiny run (2,000 conversations, two clients, short warmup) of the real script as a
-subprocess, on the throwaway server it starts itself. The figures are not checked
-(they are for docs/benchmark.md); what is checked is that the report is complete and that the
-project's arm repaired every row without a client error.
+A tiny run (1,000 conversations, 3,000 messages, two clients, short warmup) of the real
+script as a subprocess, on the throwaway server it starts itself. The figures are not
+checked (they are for docs/benchmark.md); what is checked is that the report is complete
+and that the project's arm filled every row without a client error.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import re
 import subprocess
 import sys
 
+from chatdb.calls.model import CallsFile
 from tests.pg import ROOT
 
 SCRIPT = ROOT / "benchmarks" / "bench_online.py"
+
+# A calls file as chatdb calls scan writes it (chatdb.calls.model): a send, a read, an
+# unread reset and a conversation creation (with customer_id: one without it, the
+# delivery path's, fails the recipe's NOT NULL check, as it fails the hand-run 008);
+# no mark-read.
+TEST_CALLS = """# a test calls file
+backend/app/api/v1/endpoints/chat.py:711 chat_messages insert writes=id,conversation_id,sender_type,message_text,created_at
+backend/app/api/v1/endpoints/chat.py:259 chat_messages select selects=id,conversation_id,message_text,content,message,created_at filters=conversation_id.eq orders=created_at.asc limit=20 retry=42703
+backend/app/api/v1/endpoints/chat.py:951 chat_conversations update writes=unread_owner filters=id.eq
+backend/app/api/v1/endpoints/chat.py:414 chat_conversations insert writes=id,website_id,website_name,customer_id,customer_name,customer_phone,status
+backend/app/api/v1/endpoints/chat.py:1166 chat_conversations update writes=status filters=id.eq
+"""
 
 
 def section(output: str, start: str, end: str | None) -> str:
@@ -31,80 +47,155 @@ def figure(text: str, label: str) -> int:
     return int(match[1])
 
 
-def test_bench_online_reports_both_arms_steps_and_the_worst_operation():
+def unfilled(text: str) -> dict[str, int]:
+    match = re.search(r"^  rows left unfilled +(.*)  \(-1: no such column\)$", text, re.MULTILINE)
+    assert match, text
+    return {column: int(n) for column, n in re.findall(r"(\w+) (-?\d+)", match[1])}
+
+
+def test_bench_online_reports_every_arm_the_summary_and_uses_the_calls_file(tmp_path):
+    calls = tmp_path / "backend.calls"
+    calls.write_text(TEST_CALLS)
+    png = tmp_path / "bench.png"
     argv = [
         sys.executable,
         str(SCRIPT),
-        "--rows",
-        "2000",
-        "--from",
-        "base",
-        "--clients",
-        "2",
-        "--warmup",
-        "0.3",
-        "--cooldown",
-        "0.2",
-        "-x",
-        "online=always",
+        *("--rows", "1000", "--messages-per-conversation", "3", "--from", "base"),
+        *("--clients", "2", "--warmup", "0.3", "--cooldown", "0.2", "--floor", "0.5"),
+        *("--calls", str(calls), "--picture", str(png), "-x", "online=always"),
     ]
     result = subprocess.run(
-        argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout
 
     assert output.startswith("bench_online: from base")
+    assert "1,000 conversations, 3,000 messages" in output
     assert re.search(r"^machine: nproc \d+, memory .* PostgreSQL 1\d", output, re.MULTILINE)
-    original = section(output, "(a) original SQL", "(b) project")
-    project = section(output, "(b) project: alembic -x online=always upgrade head", "comparison")
+    # The load: the calls file's calls, picked by their facts, shaped by the schema cache.
+    load = section(output, "the load: ", "(a) original SQL")
+    assert f"calls from {calls}:" in load
+    assert "send: chat_messages insert (id, conversation_id, sender_type, message_text, " in load
+    assert "backend.calls: backend/app/api/v1/endpoints/chat.py:711" in load
+    assert "sent without message_text until PostgREST reloads" in load
+    assert "mark_read: no call of the backend is of this kind: left out" in load
+    assert "reset: chat_conversations update (unread_owner) [id.eq]" in load
 
+    original = section(output, "(a) original SQL", "(b) hand-written online recipe")
+    recipe = section(output, "(b) hand-written online recipe", "(c) project")
+    project = section(output, "(c) project: alembic -x online=always upgrade head", "(d) no deploy")
+    floor = section(output, "(d) no deploy", "(e) project with no client")
+    alone = section(output, "(e) project with no client", "summary:")
+    summary = section(output, "summary:", "picture:")
+
+    assert figure(floor, "client ops during it") > 0
+    assert figure(floor, "client errors") == 0
     # (a): both hand-run files, each reported, with the figures and the worst op's statement.
     assert "original_004_chat_system.sql: " in original
     assert "original_008_fix_customer_id.sql: committed" in original
-    for label in (
-        "migration wall time",
-        "worst client op",
-        "p99 client op",
-        "client ops during it",
-    ):
+    for label in ("migration wall time", "worst client op", "p99 client op"):
         assert f"  {label} " in original
-    figure(original, "client errors")
-    figure(original, "NULL customer_id left")
-    assert "  schema after " in original
-    assert re.search(r"^  worst op started during   (read|update|insert) ", original, re.MULTILINE)
+    assert re.search(
+        r"^  worst op started during   (read|send|reset|create) ", original, re.MULTILINE
+    )
     assert "steps of the run" not in original
-
-    # (b): the online path ran, its steps were timed, and the worst op was attributed.
+    # (b): the recipe's steps, its keyset batches and its backfill's rate.
+    assert "fill customer_id: keyset batches" in recipe
+    assert re.search(
+        r"^  backfill +fill customer_id: [\d,]+ rows in [\d.]+ s, [\d,]+ rows/s",
+        recipe,
+        re.MULTILINE,
+    )
+    assert unfilled(recipe)["customer_id"] == 0
+    # (c): the online path ran, its steps were timed, the clients' waits sampled.
     assert "chat_conversations: online path" in project
     assert "steps of the run, from " in project
-    assert "a statement shorter than that is often missed" in project
     step_line = (
         r"^\s+\+\d+\.\d\d s\s+\d+\.\d{3}\s+\d+\.\d%  "
-        r"backfill of chat_conversations: UPDATE batches of pages"
+        r"backfill of chat_messages: UPDATE batches of pages"
     )
     assert re.search(step_line, project, re.MULTILINE)
-    assert re.search(r"^  client ops over 50 ms +\d+$", project, re.MULTILINE)
+    assert re.search(r"^  clients' waits during it  .*% of [\d,]+ samples", project, re.MULTILINE)
+    assert re.search(
+        r"^  backfill +chat_messages: fill message_text, message_type .* rows/s",
+        project,
+        re.MULTILINE,
+    )
     assert "CREATE INDEX CONCURRENTLY idx_chat_conversations_customer" in project
-    assert "logged by the run (chatdb.deploy lines with ' in <number> s'):" in project
-    assert re.search(r"^  worst op started during   (read|update|insert) ", project, re.MULTILINE)
+    assert re.search(
+        r"^  worst op started during   (read|send|reset|create) ", project, re.MULTILINE
+    )
     assert figure(project, "client ops during it") > 0
     assert figure(project, "client errors") == 0, project
-    assert figure(project, "NULL customer_id left") == 0, project
-    assert "customer_id NOT NULL; idx_chat_conversations_customer valid" in project, project
+    assert unfilled(project) == {"customer_id": 0, "message_text": 0, "message_type": 0}
+    assert "customer_id NOT NULL; message_text NOT NULL; idx_chat_conversations_customer valid" in (
+        project
+    )
+    # (e): the same upgrade with no client.
+    assert figure(alone, "client ops during it") == 0
+    assert unfilled(alone) == {"customer_id": 0, "message_text": 0, "message_type": 0}
 
-    comparison = r"^comparison: worst client op original [\d.]+ ms, project [\d.]+ ms, ratio"
-    assert re.search(comparison, output, re.MULTILINE)
+    for arm in ("floor", "original", "recipe", "project", "alone"):
+        assert re.search(rf"^  {arm} +", summary, re.MULTILINE), summary
+    assert re.search(r"^  cost per row \(project\): [\d.]+ us", summary, re.MULTILINE)
+    assert "worst client op under 100 ms, no-deploy worst under 50 ms, no client error: " in summary
+    assert re.search(r"project wall at most 0\.55 x the recipe's: (met|NOT met) \(", summary)
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "picture: none drawn: matplotlib is not installed" in output
+    else:
+        assert f"picture: {png}" in output
+        assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_without_matplotlib_the_benchmark_says_why_it_draws_nothing(monkeypatch):
+    picture = load_module("picture")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    assert picture.available() == "matplotlib is not installed (pip install -e '.[bench]')"
+
+
+def test_the_load_picks_the_backends_calls_by_their_facts(tmp_path):
+    load = load_module("load")
+    picked = load.pick(load.from_contract())
+    assert {kind: call.source.split(": ", 1)[1] for kind, call in picked.items()} == {
+        "read": "messages, first try (chat.py:259-271, 311-313)",
+        "send": "message: send (widget) (chat.py:711-728)",
+        "reset": "conversation: customer read, reset unread (chat.py:949-961)",
+        "mark_read": "messages: mark read (chat.py:934-939)",
+        "create": "conversation: create from the widget (chat.py:414-428)",
+    }
+    # On a table without message_text and message, the read selects what exists.
+    read = picked["read"].on(
+        {c: "text" for c in ("id", "conversation_id", "content", "created_at")}
+    )
+    assert read.selects == ("id", "conversation_id", "content", "created_at")
+    assert picked["read"].on({"id": "uuid"}) is None  # its filter's column is missing
+
+    path = tmp_path / "backend.calls"
+    path.write_text(TEST_CALLS)
+    assert CallsFile.read(path).calls  # a valid calls file
+    picked = load.pick(load.from_calls_file(path))
+    assert sorted(picked) == ["create", "read", "reset", "send"]
+    assert picked["read"].limit == 20 and picked["read"].orders == ("created_at.asc",)
+    assert picked["reset"].writes == ("unread_owner",)  # not the close (status) update
+    values = load.payload(picked["send"], 50, __import__("random").Random(1))
+    assert values["conversation_id"] == str(load.conversation_id(50))
+    assert values["message_text"] and values["sender_type"] == "customer"
 
 
 @functools.cache
 def load_benchmark():
-    """benchmarks/bench_online.py as a module (benchmarks/ is not a package)."""
+    """benchmarks/bench_online.py as a module (it is a script, run by its path)."""
     spec = importlib.util.spec_from_file_location("bench_online", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def load_module(name: str):
+    """benchmarks/<name>.py (benchmarks is a package of the project folder)."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_lines_logged_with_a_duration_are_picked_from_chatdb_deploy_only():
@@ -165,3 +256,33 @@ def test_statements_group_into_steps_named_batched_and_by_transaction():
     assert round(bench.covered(statements, 0.0, 5.0), 6) == 2.9
     assert bench.running_at(statements, 3.5).query.endswith("ON t (c)")
     assert bench.running_at(statements, 2.8) is None
+
+
+def test_the_benchmark_pages_commands_run_with_a_small_size():
+    """docs/benchmark.md's shell block, pasted as written but with a small size: each
+    `--rows N` becomes 300 (and each run gets 2 messages per conversation and short
+    warmups, flags appended after the page's own). The benchmark lines run at once, each
+    on the throwaway cluster it starts."""
+    page = (ROOT / "docs" / "benchmark.md").read_text()
+    blocks = re.findall(r"^```sh\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    assert blocks, "docs/benchmark.md shows no shell block"
+    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    lines = [line for line in lines if line]
+    small = " --messages-per-conversation 2 --warmup 0.2 --cooldown 0.1"
+    runs = []
+    for line in lines:
+        command = re.sub(r"--rows \d+", "--rows 300", line)
+        if "bench_online.py" in command:
+            assert command != line, f"a benchmark line without --rows: {line}"
+            command += small
+        runs.append((line, subprocess.Popen(
+            ["bash", "-c", command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )))  # fmt: skip
+        if "bench_online.py" not in command:
+            runs[-1][1].wait(timeout=300)  # (./dev makes .venv first)
+    for line, process in runs:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{line}\n{output}"
+        if "bench_online.py" in line:
+            assert "\nsummary: from " in output and "300 conversations" in output, output

@@ -17,6 +17,7 @@ duration, so no test computes where a batch ends.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -35,7 +36,12 @@ from chatdb.deploy import options
 from chatdb.deploy.online import executor
 from chatdb.deploy.online.executor import Executor
 from chatdb.deploy.online.settings import DEFAULT_BATCH_MS, OnlineOptions
-from chatdb.deploy.online.steps import AddColumn
+from chatdb.deploy.online.steps import (
+    AddColumn,
+    install_fill_trigger,
+    on_new_row,
+    table_columns,
+)
 from chatdb.project import alembic_config
 from tests import catalog
 from tests.deploying import Deploy, run_waiting_sql
@@ -368,8 +374,8 @@ def test_killed_during_the_backfill_a_rerun_finishes_it(make_db):
     with psycopg.connect(db.url) as locker:
         locker.execute("SELECT 1 FROM chat_conversations WHERE id = %s FOR UPDATE", (locked,))
         deploy = Deploy(db.url, *ALWAYS, *AS_008_DID, target=REPAIR)
-        # Progress stops on the batch that holds the locked row: it waits under the short
-        # lock_timeout, again and again.
+        # The walk skips the locked row; the pages of its batch are swept after the walk,
+        # waiting for the row under the short lock_timeout, again and again.
         deploy.wait_for_line(r"backfill batch could not get its lock .*\(attempt 2 of")
         kill_run(db, deploy, locker)
         locker.rollback()
@@ -379,6 +385,105 @@ def test_killed_during_the_backfill_a_rerun_finishes_it(make_db):
     assert 0 < interrupted["nulls"] < len(null_ids)
     upgrade(db, REPAIR, *ALWAYS, *AS_008_DID)
     assert_repaired(db, before)
+
+
+def test_a_batch_skips_a_row_a_client_holds_and_the_sweep_fills_it_after_the_walk(make_db):
+    """Pins the SQL history: 008's backfill, at 008. A client holds a row to fill (a hot
+    conversation): the batch that meets it runs again without it, so the walk goes on
+    and fills every other row without waiting for the client; after the walk, the pages
+    of that batch are swept, waiting for the row, which is filled once the client lets
+    it go. If this fails, a batch waits for clients (and clients for the batch) or a row
+    a client held is left unfilled: look at BackfillGroup in chatdb.deploy.online.steps."""
+    db = make_db(customer_id="nullable")
+    before = conversation_rows(db.conn)
+    null_ids = [r["id"] for r in before if r["customer_id"] is None]
+    held = null_ids[len(null_ids) // 2]
+    with psycopg.connect(db.url) as client:
+        client.execute("SELECT 1 FROM chat_conversations WHERE id = %s FOR UPDATE", (held,))
+        deploy = Deploy(db.url, *ALWAYS, target=REPAIR)
+        deploy.wait_for_line(r"backfill batch could not get its lock .*\(attempt 2 of")
+        # The walk is done: every row but the held one is filled, the held one is not.
+        assert db.scalar(
+            "SELECT array_agg(id::text) FROM chat_conversations WHERE customer_id IS NULL"
+        ) == [str(held)]
+        client.rollback()
+    assert deploy.finish() == 0, deploy.log
+    assert_repaired(db, before)
+    assert re.search(r"1 met a row a client held and skipped it, 1 such rows filled", deploy.log)
+
+
+def test_a_backfill_writes_most_new_versions_in_place(make_db):
+    """Each batch updates the rows of its pages in shares (every third place, then the
+    next, then the rest), so that most new versions fit in the room the earlier shares
+    freed on their own page (HOT updates: no new page, no index entry). One UPDATE of
+    every row of a full table puts every new version on a new page: the table doubles.
+    If this fails, look at SPLIT in chatdb.deploy.online.steps."""
+    db = make_db(rows=200)
+    db.conn.execute(
+        "INSERT INTO chat_messages (conversation_id, sender_type, content) "
+        "SELECT c.id, 'customer', 'hello ' || n FROM generate_series(1, 4000) n, "
+        "LATERAL (SELECT id FROM chat_conversations ORDER BY id OFFSET n % 200 LIMIT 1) c"
+    )
+    db.conn.execute("VACUUM ANALYZE chat_messages")
+    before = db.scalar("SELECT pg_relation_size('chat_messages')")
+    upgrade(db, HEAD, *ALWAYS)
+    assert db.scalar("SELECT count(*) FROM chat_messages WHERE message_text = content") == 4000
+    after = db.scalar("SELECT pg_relation_size('chat_messages')")
+    assert after < 1.6 * before, (before, after)
+
+
+def test_a_fill_helper_tests_its_condition_in_the_triggers_when_clause(make_db):
+    """A helper trigger whose condition is not ``column IS NULL`` (012's message_type:
+    NULL or '') is still called only for the rows that need it: its condition, read on
+    NEW, is the trigger's WHEN clause, so the rows a backfill writes and most that
+    clients write do not call the function at all."""
+    db = make_db(rows=10)
+    engine = create_engine(
+        db.url.replace("postgresql://", "postgresql+psycopg2://"), isolation_level="AUTOCOMMIT"
+    )
+    condition = "message_type IS NULL OR message_type = ''"
+    try:
+        with engine.connect() as connection:
+            ex = Executor(connection)
+            columns = table_columns(ex, "chat_messages")
+            install_fill_trigger(ex, "chat_messages", "message_type", "'text'", condition, columns)
+    finally:
+        engine.dispose()
+    definition = db.scalar(
+        "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'chatdb_fill_message_type'"
+    )
+    assert "WHEN (((new.message_type IS NULL) OR (new.message_type = ''::text)))" in definition
+    conversation = db.scalar("SELECT id FROM chat_conversations LIMIT 1")
+    for given, stored in ((None, "text"), ("", "text"), ("image", "image")):
+        assert (
+            db.scalar(
+                "INSERT INTO chat_messages (conversation_id, sender_type, message_type) "
+                "VALUES (%s, 'customer', %s) RETURNING message_type",
+                (conversation, given),
+            )
+            == stored
+        )
+
+
+@pytest.mark.parametrize(
+    ("condition", "on_new"),
+    [
+        ("customer_id IS NULL", "NEW.customer_id IS NULL"),
+        (
+            "message_type IS NULL OR message_type = ''",
+            "NEW.message_type IS NULL OR NEW.message_type = ''",
+        ),
+        ("lower(content) = 'message_type'", "lower(NEW.content) = 'message_type'"),
+        ("id::text <> x.content", "NEW.id::text <> x.content"),
+        ('"content" IS NULL', 'NEW."content" IS NULL'),
+        ("content IN (SELECT 1)", None),  # a subquery: WHEN cannot hold it
+        ("E'x' = content", None),  # an escape string: not followed
+        ("1 = 1", None),  # no column
+    ],
+)
+def test_a_condition_is_read_on_the_new_row_column_by_column(condition, on_new):
+    columns = frozenset({"id", "content", "customer_id", "message_type"})
+    assert on_new_row(condition, columns) == on_new
 
 
 def test_killed_during_the_concurrent_index_build_a_rerun_rebuilds_it(make_db):

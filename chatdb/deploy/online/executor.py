@@ -39,6 +39,7 @@ from chatdb.failures import StoppedPartWay
 log = logging.getLogger("chatdb.deploy.online")
 
 LOCK_TIMEOUT_MS = 50
+DEADLOCK_TIMEOUT_MS = 10  # while waiting under the short lock_timeout (short_locks)
 LOCK_ATTEMPTS = 60
 RETRY_DELAY_S = 0.05
 MAX_RETRY_DELAY_S = 1.0
@@ -113,10 +114,30 @@ class Executor:
         with self.short_locks():
             return self.retry_locks(what, action)
 
-    def short_locks(self) -> Any:
+    @contextmanager
+    def short_locks(self) -> Iterator[None]:
         """The session's lock_timeout is the short one inside the block (a loop of many
-        statements sets it once)."""
-        return session.setting(self.connection, "lock_timeout", f"{LOCK_TIMEOUT_MS}ms")
+        statements sets it once), and deadlock_timeout shorter still: PostgreSQL cancels
+        an autovacuum that blocks a waiting lock only when the waiter's deadlock check
+        runs (deadlock_timeout, 1 s by default, after it starts waiting), so under a
+        50 ms lock_timeout an autovacuum of the table (a large backfill starts one) would
+        never be cancelled, and a catalog change would retry until it ended (43 s after
+        a 3,000,000-row backfill). Best effort, as in the run's transaction: changing
+        deadlock_timeout needs a superuser or GRANT SET."""
+        saved = self.scalar("SELECT current_setting('deadlock_timeout')")
+        with session.setting(self.connection, "lock_timeout", f"{LOCK_TIMEOUT_MS}ms"):
+            self._deadlock_timeout(f"{DEADLOCK_TIMEOUT_MS}ms")
+            try:
+                yield
+            finally:
+                session.quietly(lambda: self._deadlock_timeout(saved), "deadlock_timeout")
+
+    def _deadlock_timeout(self, value: str) -> None:
+        session.send(
+            self.connection,
+            f"DO $$ BEGIN PERFORM set_config('deadlock_timeout', '{value}', false); "
+            "EXCEPTION WHEN OTHERS THEN NULL; END $$",
+        )
 
     def retry_locks(self, what: str, action: Callable[[], Any]) -> Any:
         """:meth:`retrying`, for a caller that has set the short lock_timeout itself."""
