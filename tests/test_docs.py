@@ -35,6 +35,7 @@ DOCS = ROOT / "docs"
 GUIDES_RUN_ELSEWHERE = {
     "docs/taking-over-production.md": "tests/test_taking_over.py",
     "docs/changing-the-schema-walkthrough.md": "tests/test_autogenerate.py",
+    "docs/benchmark.md": "tests/test_bench_online.py",
 }
 PLACEHOLDER = "postgresql://..."  # what a page writes for "your database's URL"
 SUPABASE_EXAMPLE = (

@@ -400,7 +400,7 @@ def test_a_batch_skips_a_row_a_client_holds_and_the_sweep_fills_it_after_the_wal
     held = null_ids[len(null_ids) // 2]
     with psycopg.connect(db.url) as client:
         client.execute("SELECT 1 FROM chat_conversations WHERE id = %s FOR UPDATE", (held,))
-        deploy = Deploy(db.url, *ALWAYS, target=REPAIR)
+        deploy = Deploy(db.url, *ALWAYS, *AS_008_DID, target=REPAIR)
         deploy.wait_for_line(r"backfill batch could not get its lock .*\(attempt 2 of")
         # The walk is done: every row but the held one is filled, the held one is not.
         assert db.scalar(
