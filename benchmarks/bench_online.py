@@ -944,8 +944,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--calls",
         type=Path,
         default=None,
-        help="a calls file (chatdb.calls.model); default calls/backend.calls if it exists, "
-        "else tests/contract.py",
+        help="a calls file (chatdb.calls.model); default the project's calls/backend.calls",
     )
     parser.add_argument(
         "--sample-ms", type=float, default=5.0, help="period of the pg_stat_activity samples"

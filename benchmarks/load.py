@@ -1,8 +1,8 @@
 """The benchmark's client load: the backend's own calls, in a chat's proportions.
 
-The calls come from the backend's calls file (``calls/backend.calls``, read with
-chatdb.calls.model.CallsFile) when it exists, else from the contract of the tests
-(tests/contract.py's CONTRACT). They are picked by their facts, not by name:
+The calls come from the backend's calls file (``calls/backend.calls``, read from its
+code by ``chatdb calls scan``, read here with chatdb.calls.model.CallsFile), or another
+calls file given. They are picked by their facts, not by name:
 
 - a message send: an insert into chat_messages that writes message_text;
 - a read of a conversation's messages: a select of chat_messages filtered by
@@ -159,34 +159,11 @@ def from_calls_file(path: Path) -> list[LoadCall]:
     ]
 
 
-def from_contract() -> list[LoadCall]:
-    """The calls of tests/contract.py's CONTRACT, as LoadCalls."""
-    from tests.contract import CONTRACT
-
-    return [
-        LoadCall(
-            "",
-            call.table,
-            call.operation.lower(),
-            tuple(call.payload),
-            call.select,
-            tuple((column, operator) for column, operator, _ in call.filters),
-            call.order,
-            call.limit,
-            f"tests/contract.py: {call.name} ({call.source})",
-        )
-        for call in CONTRACT
-        if call.table in TABLES
-    ]
-
-
 def backend_calls(path: Path | None = None) -> tuple[dict[str, LoadCall], str]:
     """The calls of each kind, and where they came from: ``path`` (a calls file), else
-    calls/backend.calls when it exists, else the tests' contract."""
-    path = path or (CALLS_FILE if CALLS_FILE.exists() else None)
-    if path is not None:
-        return pick(from_calls_file(path)), str(path)
-    return pick(from_contract()), "tests/contract.py (no calls/backend.calls)"
+    the project's calls/backend.calls."""
+    path = path or CALLS_FILE
+    return pick(from_calls_file(path)), str(path)
 
 
 # ------------------------------------------------------------------ values

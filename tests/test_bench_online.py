@@ -1,6 +1,6 @@
 """benchmarks/bench_online.py runs end to end: every arm, the steps, the worst-op lines,
 the summary, the picture (or why there is none); and the load picks the backend's calls
-by their facts, from a calls file or from the tests' contract.
+by their facts, from the project's calls file or another.
 
 A tiny run (1,000 conversations, 3,000 messages, two clients, short warmup) of the real
 script as a subprocess, on the throwaway server it starts itself. The figures are not
@@ -156,13 +156,15 @@ def test_without_matplotlib_the_benchmark_says_why_it_draws_nothing(monkeypatch)
 
 def test_the_load_picks_the_backends_calls_by_their_facts(tmp_path):
     load = load_module("load")
-    picked = load.pick(load.from_contract())
-    assert {kind: call.source.split(": ", 1)[1] for kind, call in picked.items()} == {
-        "read": "messages, first try (chat.py:259-271, 311-313)",
-        "send": "message: send (widget) (chat.py:711-728)",
-        "reset": "conversation: customer read, reset unread (chat.py:949-961)",
-        "mark_read": "messages: mark read (chat.py:934-939)",
-        "create": "conversation: create from the widget (chat.py:414-428)",
+    picked, source = load.backend_calls()  # the project's calls file
+    assert source.endswith("calls/backend.calls")
+    chat = "backend.calls: backend/app/api/v1/endpoints/chat.py"
+    assert {kind: call.source for kind, call in picked.items()} == {
+        "read": f"{chat}:311",
+        "send": f"{chat}:464",  # the first insert that writes message_text
+        "reset": f"{chat}:959",
+        "mark_read": f"{chat}:934",
+        "create": f"{chat}:428",
     }
     # On a table without message_text and message, the read selects what exists.
     read = picked["read"].on(
