@@ -73,7 +73,7 @@ def run_migrations_online() -> None:
             run.lock_tables()  # the tables it works on, without making clients queue long
             context.run_migrations()
             hook.send_if_applied(context)  # delivered at commit, never on a rollback
-            run.before_commit()
+            run.before_commit(applied=bool(hook.applied))
 
     runtime.run_online(config.attributes, run_options, attempt)
     config.attributes["reload_hook"].report_sent()

@@ -705,7 +705,6 @@ SUITE_AFTER_A_CHANGE = (
     "tests/test_autogenerate.py::test_history_and_a_hand_written_revision_need_no_database",
     "tests/test_schema_matches_spec.py",
     "tests/test_drift.py::test_a_database_at_head_has_no_drift",
-    "tests/test_chatdb_up.py",
     "tests/test_backend_contract.py",
     "tests/test_revisions_after_008.py::test_at_head_no_public_policy_opens_messages_or_conversations",
 )

@@ -20,6 +20,7 @@ each step promises:
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, pool
 
@@ -75,34 +76,45 @@ def changes(report: str) -> list[str]:
             for line in part.splitlines()]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def reader_folder(tmp_path_factory):
+    """One copy of the project and its local cluster for the four shapes, as one operator
+    would rehearse them one after another: (folder, port). Each test starts without the
+    guide's ``takeover`` database, as the guide's reader does."""
+    folder = project_folder(tmp_path_factory.mktemp("takeover") / "project")
+    with local_cluster(folder) as port:
+        yield folder, port
+
+
 @pytest.mark.parametrize("shape", ["a", "b", "c", "d"])
-def test_the_guide_pasted_as_written_on_each_shape(shape, request, tmp_path):
+def test_the_guide_pasted_as_written_on_each_shape(shape, request, reader_folder):
     production = request.getfixturevalue(f"shape_{shape}_db")
     rows = shapes.all_rows(production.conn)
     assert all(rows.values()), "every chat table of production has rows"
     access_before = cells(production.url)
-    folder = project_folder(tmp_path / "project")
+    folder, port = reader_folder
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS takeover WITH (FORCE)")
     export, local, load, plan_copy, upgrade_copy, plan_production, deploy = shell_blocks(GUIDE)
-    with local_cluster(folder) as port:
-        copy_url = f"postgresql://postgres@127.0.0.1:{port}/takeover"
-        reader = Reader(
-            folder, {PRODUCTION_EXAMPLE: production.url, LOCAL_EXAMPLE: f"127.0.0.1:{port}"}
-        )
-        # 1-3. Export production's schema, make an empty database, load it: the copy's
-        # catalog and access matrix are production's.
-        *_, loaded = reader.run_all([export, local, load])
-        assert catalog.differences(snapshot(production.url), snapshot(copy_url)) == {}
-        assert loaded.stdout.rstrip().endswith("same access")
-        # 4-5. Plan the copy (no -x: none is needed), upgrade it, check it.
-        planned_copy, upgraded_copy = reader.run_all([plan_copy, upgrade_copy])
-        # drift's finding (exit 1) on (b): only the column message, which c001 keeps.
-        assert reader.findings == (['DATABASE_URL="$COPY_URL" ./dev drift'] if shape == "b" else [])
-        assert "WIDER" not in planned_copy.stdout
-        assert closing_line(planned_copy.stdout).startswith("The deploy would succeed")
-        assert drift_problems(copy_url) == []
-        # 6-7. Plan production, deploy, check it.
-        planned, deployed = reader.run_all([plan_production, deploy])
-        assert changes(planned.stdout) == changes(planned_copy.stdout)
+    copy_url = f"postgresql://postgres@127.0.0.1:{port}/takeover"
+    reader = Reader(
+        folder, {PRODUCTION_EXAMPLE: production.url, LOCAL_EXAMPLE: f"127.0.0.1:{port}"}
+    )
+    # 1-3. Export production's schema, make an empty database, load it: the copy's catalog
+    # and access matrix are production's.
+    *_, loaded = reader.run_all([export, local, load])
+    assert catalog.differences(snapshot(production.url), snapshot(copy_url)) == {}
+    assert loaded.stdout.rstrip().endswith("same access")
+    # 4-5. Plan the copy (no -x: none is needed), upgrade it, check it.
+    planned_copy, upgraded_copy = reader.run_all([plan_copy, upgrade_copy])
+    # drift's finding (exit 1) on (b): only the column message, which c001 keeps.
+    assert reader.findings == (['DATABASE_URL="$COPY_URL" ./dev drift'] if shape == "b" else [])
+    assert "WIDER" not in planned_copy.stdout
+    assert closing_line(planned_copy.stdout).startswith("The deploy would succeed")
+    assert drift_problems(copy_url) == []
+    # 6-7. Plan production, deploy, check it.
+    planned, deployed = reader.run_all([plan_production, deploy])
+    assert changes(planned.stdout) == changes(planned_copy.stdout)
     print(f"shape ({shape}): {closing_line(planned.stdout)}")  # for the record (pytest -s)
     assert drift_problems(production.url) == []
     assert value_problems(rows, shapes.all_rows(production.conn)) == []

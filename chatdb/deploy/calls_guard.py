@@ -118,13 +118,19 @@ class Guard:
             connection.exec_driver_sql(FLUSH_STATISTICS)
             scope.rollback()
 
-    def compare(self, connection: Connection, *, always: bool = False) -> Comparison | None:
+    def compare(
+        self, connection: Connection, *, always: bool = False, changed: bool = True
+    ) -> Comparison | None:
         """Inside the run's transaction: the calls again, compared with the snapshot.
-        Without a baseline, only when ``always`` (chatdb plan counts what it fixes)."""
+        Without a baseline, only when ``always`` (chatdb plan counts what it fixes). A run
+        that applied no revision (``changed`` False) changed nothing the calls meet: the
+        snapshot is the answer."""
         if self.comparison is not None:
             return self.comparison
         if not self.calls or (not self.baseline and not always):
             return None
+        if not changed and self.before is not None:
+            return self._compared(self.before, self.before)
         run_timeout = connection.exec_driver_sql("SHOW statement_timeout").scalar()
         connection.exec_driver_sql(OWN_TIMEOUT)
         try:
@@ -139,6 +145,9 @@ class Guard:
         if after is None:
             return None
         before = self.before or [Outcome(call, False, "not run") for call in self.calls]
+        return self._compared(before, after)
+
+    def _compared(self, before: list[Outcome], after: list[Outcome]) -> Comparison:
         self.comparison = Comparison(
             total=len(after),
             succeed=sum(outcome.ok for outcome in after),
@@ -147,10 +156,10 @@ class Guard:
         )
         return self.comparison
 
-    def check(self, connection: Connection) -> None:
+    def check(self, connection: Connection, *, changed: bool = True) -> None:
         """Refuse the run (Refused: its transaction rolls back) if it breaks a call the
         backend makes, unless allowed; log what it fixes and the summary."""
-        comparison = self.compare(connection)
+        comparison = self.compare(connection, changed=changed)
         if comparison is None:
             return
         for fixed in comparison.fixed:

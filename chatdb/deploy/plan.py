@@ -131,7 +131,7 @@ class Plan:
         self.dropped = list(run.data_loss.dropped)
         self.rewrites = [*self.rewrites, *(self._existing(r) for r in run.rewrites.found)]
         self.widened = run.access.widened(connection)
-        self.calls = run.calls.compare(connection, always=True)
+        self.calls = run.calls.compare(connection, always=True, changed=run.applied)
 
     def _existing(self, rewrite: rewrites.Rewrite) -> rewrites.Rewrite:
         """The rewrite's columns that held values before the run."""

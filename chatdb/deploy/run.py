@@ -67,6 +67,7 @@ class Run:
         self.calls = calls_guard.Guard.of(options)
         self.executor = Executor(connection, open_watcher=open_watcher)
         self.active = False
+        self.applied = True  # whether the run applied a revision (before_commit says)
         # Where the attempt is, for a failure's sentence: prepare (reading, before pass 1),
         # online (pass 1), transaction (pass 2), commit (guards passed, the reload NOTIFY
         # and COMMIT follow).
@@ -195,19 +196,20 @@ class Run:
 
     # ------------------------------------------------------------------ before commit
 
-    def before_commit(self) -> None:
+    def before_commit(self, *, applied: bool = True) -> None:
         """Inside the transaction, last: send what is batched, then refuse a run that
-        drops values or widens access (unless allowed); for chatdb plan, report and roll
-        back."""
+        drops values, widens access or breaks a call of the backend (unless allowed); for
+        chatdb plan, report and roll back. ``applied``: the run applied a revision."""
         if not self.active:
             return
+        self.applied = applied
         if self.batch is not None:
             self.batch.send()
         if self.plan is not None:
             self.plan.after(self)
         self.data_loss.check()
         self.access.check(self.connection)
-        self.calls.check(self.connection)
+        self.calls.check(self.connection, changed=applied)
         if self.plan is not None:
             self.plan.succeeded(self)
         self.stage = "commit"
