@@ -18,10 +18,13 @@ its line): a test cannot run the suite it belongs to; CI runs that very line
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -186,7 +189,16 @@ def readable(folder: Path) -> Path:
     venv installed, a copied pyproject.toml included): ``./dev`` and ``.venv/bin/...``
     work without installing anything."""
     copy_project(folder, "dev", "docs")
-    venv, real = folder / ".venv", ROOT / ".venv"
+    warm_venv(folder / ".venv")
+    return folder
+
+
+def warm_venv(venv: Path) -> Path:
+    """A virtualenv at ``venv`` made of links to the project's, but for ``chatdb`` and
+    ``alembic``, which run warm (tests.warm_shim; the environment must be
+    :func:`warm_environment`'s), and a fresh ``.installed``. Its python: a script it runs
+    finds the warm commands beside ``sys.executable``."""
+    real = ROOT / ".venv"
     (venv / "bin").mkdir(parents=True)
     for entry in real.iterdir():
         if entry.name not in ("bin", ".installed"):
@@ -199,7 +211,7 @@ def readable(folder: Path) -> Path:
             (venv / "bin" / entry.name).chmod(0o755)
         else:
             (venv / "bin" / entry.name).symlink_to(entry)
-    return folder
+    return venv / "bin" / "python"
 
 
 @contextmanager
@@ -228,6 +240,18 @@ def warm_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]
     process's address for the shims, and where the real commands are."""
     env = dict(os.environ if environ is None else environ)
     env.pop("DATABASE_URL", None)
-    env["CHATDB_WARM_SOCKET"] = warm.address()
-    env["CHATDB_REAL_BIN"] = str(ROOT / ".venv" / "bin")
-    return env
+    return {**env, **warm_variables()}
+
+
+def warm_variables() -> dict[str, str]:
+    """What tests.warm_shim reads: the warm process's address, the real commands."""
+    return {"CHATDB_WARM_SOCKET": warm.address(), "CHATDB_REAL_BIN": str(ROOT / ".venv" / "bin")}
+
+
+@functools.cache
+def warm_python() -> Path:
+    """A python of a :func:`warm_venv` made once per test process, in a folder of its
+    own (removed at exit): for scripts that call ``chatdb`` beside ``sys.executable``."""
+    folder = Path(tempfile.mkdtemp(prefix="chatdb-warm-venv-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return warm_venv(folder / ".venv")

@@ -26,6 +26,7 @@ from chatdb.local.server import bindir
 from tests import shapes
 from tests.convergence import chatdb_run
 from tests.deploying import dump
+from tests.docs import warm_python, warm_variables
 from tests.pg import ROOT, command_env, revision_ids
 
 SCRIPTS = ROOT / ".github" / "scripts"
@@ -35,12 +36,14 @@ PASSWORD = "not-shown-anywhere"  # the test clusters trust local logins: only ma
 
 
 def run_script(name: str, env: dict[str, str], summary: Path) -> subprocess.CompletedProcess:
-    """``.venv/bin/python .github/scripts/<name>`` as the job's step runs it."""
+    """``.venv/bin/python .github/scripts/<name>`` as the job's step runs it. The python
+    is a virtualenv's whose ``chatdb`` and ``alembic`` run warm (tests.docs.warm_python):
+    the scripts call them beside ``sys.executable``, a dozen times a test."""
     env = {**env, "GITHUB_STEP_SUMMARY": str(summary), "PG_BINDIR": str(bindir())}
     return subprocess.run(
-        [sys.executable, str(SCRIPTS / name)],
+        [str(warm_python()), str(SCRIPTS / name)],
         cwd=ROOT,
-        env=command_env(None, **env),
+        env={**command_env(None, **env), **warm_variables()},
         capture_output=True,
         text=True,
         timeout=300,
