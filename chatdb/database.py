@@ -85,7 +85,7 @@ def local_target(cluster: Cluster) -> Target:
 
 
 def for_inspection(environ: Mapping[str, str] | None = None) -> Target:
-    """For the commands that only look (chatdb drift, chatdb access): DATABASE_URL if
+    """For the commands that only look (drift, access, plan, calls check): DATABASE_URL if
     set, else the running local cluster; a BadInput saying how to get one otherwise."""
     environ = os.environ if environ is None else environ
     if environ.get(ENV_VAR, "").strip():

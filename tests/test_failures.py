@@ -215,8 +215,11 @@ def test_alembics_own_errors_keep_255_and_raiseerr_keeps_the_traceback(head_db):
 # --------------------------------------------------------------------------- the local cluster
 
 
-def test_drift_and_access_use_the_local_cluster_and_say_so(project_copy):
-    for command in ("drift", "access"):
+def test_the_looking_commands_use_the_local_cluster_and_say_so(project_copy):
+    """drift, access and plan only look: with no DATABASE_URL they read the cluster of
+    `./dev up` (as the README's `./dev plan` promises) and name it; alembic itself never
+    falls back, a deploy needs a URL said out loud."""
+    for command in ("drift", "access", "plan"):
         line = failed(run(CHATDB, command, url=None, cwd=project_copy), 2)
         assert line.startswith(
             "FAILED: DATABASE_URL is not set and no local cluster is recorded in .chatdb/: "
@@ -236,9 +239,15 @@ def test_drift_and_access_use_the_local_cluster_and_say_so(project_copy):
     assert access.stdout.startswith(
         f"Access to the chat tables at {url} (the local cluster in .chatdb/), "
     )
+    plan = run(CHATDB, "plan", url=None, cwd=project_copy)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert plan.stdout.startswith(
+        f"Plan of `alembic upgrade head` for {url} (the local cluster in .chatdb/)\n"
+    )
+    assert plan.stdout.rstrip().endswith("nothing to apply, the database is at head."), plan.stdout
 
     assert run(CHATDB, "down", url=None, cwd=project_copy).returncode == 0
-    for command in ("drift", "access"):
+    for command in ("drift", "access", "plan"):
         line = failed(run(CHATDB, command, url=None, cwd=project_copy), 2)
         assert line.startswith(
             "FAILED: DATABASE_URL is not set and the local cluster in .chatdb/ is stopped: "

@@ -69,9 +69,13 @@ class Comparison:
     broken: list[Broken]
 
     def summary(self) -> str:
+        # A broken call may still answer (its retry dropped a column it read): say so,
+        # or "39 of 49 succeed (11 broken)" reads as a miscount.
+        answering = sum(b.after.ok for b in self.broken)
+        still = f", {answering} of them still answering without a column" if answering else ""
         return (
             f"backend calls after this deploy: {self.succeed} of {self.total} succeed "
-            f"({len(self.fixed)} fixed, {len(self.broken)} broken)"
+            f"({len(self.fixed)} fixed, {len(self.broken)} broken{still})"
         )
 
 

@@ -741,16 +741,17 @@ def without_stand_ins(shot: catalog.Snapshot) -> catalog.Snapshot:
 # --------------------------------------------------------------------------- command
 
 HELP = """\
-Show what `alembic upgrade head` would do to the database at DATABASE_URL, without doing
-it: the pending revisions run in a transaction that is always rolled back (nothing is
-committed, no online step is run, no PostgREST reload is sent), and the report says,
+Show what `alembic upgrade head` would do to the database at DATABASE_URL (else the
+running local cluster of `./dev up`), without doing it: the pending revisions run in a
+transaction that is always rolled back (nothing is committed, no online step is run, no
+PostgREST reload is sent), and the report says,
 table by table, what they change, which access cells of anon, authenticated and PUBLIC
 change, the lock each table would be held in until commit, the rows written and the
 values dropped. It takes the same locks as a deploy, under the same lock_timeout (-x
 lock_timeout, 5s by default), for as long as the revisions take to run: run it when a
 deploy would be acceptable. Exit status 0 when the deploy would succeed, 1 when it
 would fail (with the same FAILED line as the deploy); when the plan cannot be made
-(no DATABASE_URL, a server that cannot be reached, ...), the FAILED line and the exit
+(no database named, a server that cannot be reached, ...), the FAILED line and the exit
 code of its kind, as for every command (docs/failures.md)."""
 
 
@@ -760,7 +761,7 @@ DEPLOY_WOULD_FAIL = (failures.Refused, failures.RolledBack)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    target = database.from_env()
+    target = database.for_inspection()  # it only looks: the local cluster when no URL
     where = target.shown
     plan = Plan()
     config = alembic_config(x_args=args.x)
