@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 from chatdb.deploy import data_loss
-from chatdb.revisions import prerequisites
+from chatdb.revisions import policies, prerequisites
 
 revision: str = "004"
 down_revision: str | Sequence[str] | None = "c001"
@@ -190,27 +190,15 @@ def access_sql(table: str) -> str:
     trip, where every statement of the run's transaction holds the run's locks a little
     longer on a live table."""
     statements = [f"ALTER TABLE public.{table} ENABLE ROW LEVEL SECURITY"]
-    for policy_table, name, command, using, check in POLICIES:
+    for policy_table, *policy in POLICIES:
         if policy_table == table:
-            statements.append(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
-            statements.append(create_policy_sql(table, name, command, using, check))
+            statements += policies.replace_sql(table, *policy)
     statements += [
         f"GRANT ALL ON public.{table} TO service_role",
         f"GRANT ALL ON public.{table} TO authenticated",
         f"GRANT SELECT, INSERT, UPDATE ON public.{table} TO anon",
     ]
     return ";\n".join(statements)
-
-
-def create_policy_sql(
-    table: str, name: str, command: str, using: str | None, check: str | None
-) -> str:
-    sql = f'CREATE POLICY "{name}" ON public.{table} FOR {command}'
-    if using is not None:
-        sql += f" USING ({using})"
-    if check is not None:
-        sql += f" WITH CHECK ({check})"
-    return sql
 
 
 def create_message_trigger() -> None:

@@ -64,7 +64,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from chatdb.revisions import prerequisites
+from chatdb.revisions import policies, prerequisites
 
 revision: str = "049"
 down_revision: str | Sequence[str] | None = "014"
@@ -73,7 +73,6 @@ depends_on: str | Sequence[str] | None = None
 
 MARKER = "created by chatdb revision 049 (absent before); its downgrade removes it"
 MESSAGES, CONVERSATIONS, PARTICIPANTS = "chat_messages", "chat_conversations", "chat_participants"
-SERVICE_ROLE_ONLY = "auth.role() = 'service_role'"
 
 # (table, the policies it drops: 049's list, then this revision's additions)
 DROPPED = (
@@ -133,42 +132,24 @@ def upgrade() -> None:
     op.execute(prerequisites.create_auth_role_sql(MARKER))
     # One batch of statements (one round trip: the run's transaction holds its locks on
     # the live tables until it commits).
-    statements = [
-        f'DROP POLICY IF EXISTS "{name}" ON public.{table}'
-        for table, names in DROPPED
-        for name in names
-    ]
+    statements = [policies.drop_sql(table, name) for table, names in DROPPED for name in names]
     for table, name in SERVICE_ROLE_POLICIES:
-        statements.append(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
-        statements.append(
-            f'CREATE POLICY "{name}" ON public.{table} FOR ALL TO service_role '
-            f"USING ({SERVICE_ROLE_ONLY}) WITH CHECK ({SERVICE_ROLE_ONLY})"
-        )
+        statements += policies.service_role_only_sql(table, name)
     op.execute(";\n".join(statements))
-    op.execute(f"""
-        DO $$
-        DECLARE
-          open_policies text;
-        BEGIN
-          {STILL_OPEN.strip()}
-          INTO open_policies;
-          IF open_policies IS NOT NULL THEN
-            RAISE EXCEPTION 'after 049, policies still open every row of the chat tables '
-              'to public, anon or authenticated (USING (true) or WITH CHECK (true)): %; '
-              'drop them or scope them TO service_role, then re-run', open_policies;
-          END IF;
-        END $$""")
+    op.execute(
+        policies.refuse_if_any_sql(
+            STILL_OPEN,
+            "after 049, policies still open every row of the chat tables to public, anon "
+            "or authenticated (USING (true) or WITH CHECK (true)): %; drop them or scope "
+            "them TO service_role, then re-run",
+        )
+    )
 
 
 def downgrade() -> None:
     for table, name in SERVICE_ROLE_POLICIES:
-        op.execute(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
-    for table, name, command, using, check in POLICIES_OF_004:
-        op.execute(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
-        sql = f'CREATE POLICY "{name}" ON public.{table} FOR {command}'
-        if using is not None:
-            sql += f" USING ({using})"
-        if check is not None:
-            sql += f" WITH CHECK ({check})"
-        op.execute(sql)
+        op.execute(policies.drop_sql(table, name))
+    for policy in POLICIES_OF_004:
+        for statement in policies.replace_sql(*policy):
+            op.execute(statement)
     op.execute(prerequisites.drop_auth_role_sql(MARKER))

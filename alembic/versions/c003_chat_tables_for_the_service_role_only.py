@@ -76,13 +76,14 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from chatdb.revisions import policies
+
 revision: str = "c003"
 down_revision: str | Sequence[str] | None = "c002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 CONVERSATIONS, PARTICIPANTS = "chat_conversations", "chat_participants"
-SERVICE_ROLE_ONLY = "auth.role() = 'service_role'"
 SERVICE_ROLE_POLICY = (PARTICIPANTS, "Service role manages chat_participants")
 OWNER_EXPR = "website_id IN (SELECT id FROM websites WHERE user_id = auth.uid())"
 
@@ -107,40 +108,21 @@ STILL_REACHABLE = """
 
 
 def upgrade() -> None:
-    table, name = SERVICE_ROLE_POLICY
     # One batch of statements: one round trip while the run holds its locks.
-    statements = [
-        f'DROP POLICY IF EXISTS "{dropped}" ON public.{on}' for on, dropped, *_ in POLICIES_OF_004
-    ]
-    statements.append(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
-    statements.append(
-        f'CREATE POLICY "{name}" ON public.{table} FOR ALL TO service_role '
-        f"USING ({SERVICE_ROLE_ONLY}) WITH CHECK ({SERVICE_ROLE_ONLY})"
-    )
+    statements = [policies.drop_sql(table, name) for table, name, *_ in POLICIES_OF_004]
+    statements += policies.service_role_only_sql(*SERVICE_ROLE_POLICY)
     op.execute(";\n".join(statements))
-    op.execute(f"""
-        DO $$
-        DECLARE
-          reachable text;
-        BEGIN
-          {STILL_REACHABLE.strip()}
-          INTO reachable;
-          IF reachable IS NOT NULL THEN
-            RAISE EXCEPTION 'after c003, policies still let anon, authenticated or PUBLIC '
-              'reach the chat tables: %; drop them or scope them TO service_role, then '
-              're-run', reachable;
-          END IF;
-        END $$""")
+    op.execute(
+        policies.refuse_if_any_sql(
+            STILL_REACHABLE,
+            "after c003, policies still let anon, authenticated or PUBLIC reach the chat "
+            "tables: %; drop them or scope them TO service_role, then re-run",
+        )
+    )
 
 
 def downgrade() -> None:
-    table, name = SERVICE_ROLE_POLICY
-    op.execute(f'DROP POLICY IF EXISTS "{name}" ON public.{table}')
-    for on, dropped, command, using, check in POLICIES_OF_004:
-        op.execute(f'DROP POLICY IF EXISTS "{dropped}" ON public.{on}')
-        sql = f'CREATE POLICY "{dropped}" ON public.{on} FOR {command}'
-        if using is not None:
-            sql += f" USING ({using})"
-        if check is not None:
-            sql += f" WITH CHECK ({check})"
-        op.execute(sql)
+    op.execute(policies.drop_sql(*SERVICE_ROLE_POLICY))
+    for policy in POLICIES_OF_004:
+        for statement in policies.replace_sql(*policy):
+            op.execute(statement)
