@@ -27,14 +27,15 @@ import psycopg
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
+from chatdb.calls import check
 from chatdb.calls.check import Outcome, Preparer, read_catalog, run_calls
 from chatdb.calls.model import WRITING, Call, CallsFile
-from chatdb.calls.postgrest import request, rest_select
+from chatdb.calls.postgrest import request_sql, select_sql
 from chatdb.sqltext import send
 from tests import catalog
 from tests.pg import ROOT
 
-CALLS_FILE = ROOT / "calls" / "backend.calls"
+CALLS_FILE = ROOT / check.CALLS_FILE
 # chat-schema.md, "Triggers": update_chat_conversations_updated_at sets updated_at on
 # every update of a conversation, whatever the update sends.
 TRIGGER_SETS = {("chat_conversations", "update"): {"updated_at"}}
@@ -220,7 +221,7 @@ def same(type_: str, sent, got) -> bool:
     return sent == got
 
 
-def filled_at_head(call: Call, payload: dict, row: dict) -> dict:
+def filled_at_head(call: Call, payload: dict) -> dict:
     """What head fills in where a write sends nothing: c002 gives a conversation without
     customer_id 008's value; 009's DEFAULT '' gives a message without message_text ''."""
     if call.operation not in ("insert", "upsert"):
@@ -252,15 +253,14 @@ def read_back_problems(url: str, every: Sequence[Call], *, at_head: bool = True)
                 setup = preparer.setup(prepared)
                 if setup:
                     send(connection, ";\n".join(setup))
-                with request(connection):
-                    written = send(connection, prepared.statement).scalar_one()
-                    if not written:
-                        problems.append(f"{call.render()}: no row")
-                        continue
-                    ids = [row["id"] for row in written]
-                    back = rest_select(
-                        connection, call.table, ["*"], [("id", "in", ids)], cache=cache
-                    )
+                send(connection, request_sql())  # as the service role, until the rollback
+                written = send(connection, prepared.statement).scalar_one()
+                if not written:
+                    problems.append(f"{call.render()}: no row")
+                    continue
+                ids = [row["id"] for row in written]
+                read = select_sql(call.table, ["*"], [("id", "in", ids)], (), cache[call.table])
+                back = send(connection, read).scalar_one()
             finally:
                 savepoint.rollback()
             types = cache[call.table]
@@ -268,7 +268,7 @@ def read_back_problems(url: str, every: Sequence[Call], *, at_head: bool = True)
             for row in back:
                 wanted = dict(prepared.payload)
                 if at_head:
-                    wanted.update(filled_at_head(call, prepared.payload, row))
+                    wanted.update(filled_at_head(call, prepared.payload))
                 problems += [
                     f"{call.render()}: {column} sent {value!r}, read back {row[column]!r}"
                     for column, value in wanted.items()

@@ -18,7 +18,7 @@ from sqlalchemy import event
 
 from chatdb.calls.check import CallsCannotRun, Outcome, run_calls
 from chatdb.calls.model import Call, CallsFile, Filter, Order
-from tests.contract import calls, connection_to
+from tests.contract import calls, connection_to, observe
 from tests.convergence import chatdb_run
 
 W = "backend/app/x.py"
@@ -33,8 +33,7 @@ def summary(outcome: Outcome) -> tuple:
 
 
 def run(url: str, *every: Call) -> list[Outcome]:
-    with connection_to(url) as connection:
-        return run_calls(connection, every)
+    return observe(url, every)
 
 
 class RoundTrips:

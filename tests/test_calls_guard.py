@@ -17,12 +17,12 @@ import shutil
 
 import pytest
 
-from chatdb.calls.model import CallsFile
+from tests.contract import calls
 from tests.convergence import chatdb_run
 from tests.deploying import add_revision, deploy, dump, failed_line
-from tests.pg import ROOT, alembic_cli, migrate
+from tests.pg import alembic_cli, migrate
 
-CALLS = CallsFile.read(ROOT / "calls" / "backend.calls").calls
+CALLS = calls()
 WRITES_MESSAGE_TEXT = [
     c for c in CALLS if c.table == "chat_messages" and "message_text" in c.writes
 ]

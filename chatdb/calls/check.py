@@ -71,13 +71,16 @@ class Outcome:
     dropped: tuple[str, ...] = ()
     rows: int | None = None  # the rows the request answered (it ran and succeeded)
 
+    @property
+    def failure(self) -> str:
+        """The failure's code and the column it names (``PGRST204 message_text``)."""
+        return f"{self.code} {self.column}" if self.column else f"{self.code}"
+
     def render(self) -> str:
-        where = f"{self.call.where} {self.call.table} {self.call.operation}"
         lost = f" (its retry dropped {', '.join(self.dropped)})" if self.dropped else ""
         if self.ok:
-            return f"ok        {where}{lost}"
-        named = f" {self.column}" if self.column else ""
-        return f"FAILED    {self.code}{named}  {where}{lost}: {self.message}"
+            return f"ok        {self.call.title}{lost}"
+        return f"FAILED    {self.failure}  {self.call.title}{lost}: {self.message}"
 
 
 class CallsCannotRun(Refused):
@@ -350,9 +353,8 @@ class Preparer:
                 postgrest.check_payload(call.table, call.writes, self.cache)
             else:
                 postgrest.check_table(call.table, self.cache)
-            table = self.catalog.public(call.table)
-            if table is None or table.kind not in ("r", "p"):  # a view: PostgREST reads it
-                table = table or Table(postgrest.SCHEMA, call.table, "v")
+            # The checks above found it in the cache, which is the catalog's public tables.
+            table = self.catalog.tables[(postgrest.SCHEMA, call.table)]
             needs: set[int] = set()
             prepared.statement = self.statement(call, table, prepared, needs)
             prepared.needs = tuple(sorted(needs))
@@ -363,7 +365,7 @@ class Preparer:
         return prepared
 
     def statement(self, call: Call, table: Table, prepared: Prepared, needs: set[int]) -> str:
-        types = {name: column.type for name, column in table.columns.items()}
+        types = self.cache[call.table]
         if call.operation in ("insert", "upsert"):
             payload = prepared.payload = self.payload(table, call.writes, needs)
             conflict: tuple[str, ...] = ()
@@ -589,7 +591,7 @@ def _run(
     return [found[index] for index in range(len(prepared))]
 
 
-def column_named(code: str | None, column: str | None, message: str) -> str | None:
+def column_named(column: str | None, message: str) -> str | None:
     """The column an error names: its column field, else the one in "column ... does
     not exist"."""
     if column:
@@ -643,7 +645,7 @@ def _outcome(item: Prepared, result: dict[str, Any]) -> Outcome:
     message = (result.get("message") or "").splitlines()[0] if result.get("message") else ""
     if result.get("setup"):
         message = f"making the rows the call needs failed: {message}"
-    column = column_named(code, result.get("column"), message)
+    column = column_named(result.get("column"), message)
     return Outcome(item.call, False, code, column, message, item.dropped)
 
 

@@ -87,6 +87,11 @@ class Call:
         return f"{self.path}:{self.line}"
 
     @property
+    def title(self) -> str:
+        """How every report names the call: ``path:line table operation``."""
+        return f"{self.where} {self.table} {self.operation}"
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """Every column the call names (written, selected, filtered, ordered by), ``*``
         left out, in that order, once each."""

@@ -29,20 +29,17 @@ JWT's claims in transaction-local settings::
 Statements are built as text with their values written in as literals
 (:func:`literal`), so that one query string can hold several of them
 (:mod:`chatdb.calls.check` runs a whole calls file in one round trip) and any driver can
-send them: :func:`request` and the ``rest_*`` functions run them on a SQLAlchemy
-connection; the tests run the same text on psycopg 3 (tests/postgrest.py).
+send them: the calls check runs them on a SQLAlchemy connection, the tests on psycopg 3
+(tests/postgrest.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
-from chatdb.sqltext import identifier, literal, send
+from chatdb.sqltext import identifier, literal
 
 SERVICE_ROLE = "service_role"
 SCHEMA = "public"
@@ -189,7 +186,6 @@ _COMPARISONS = {
     "nxl": "&>",
     "adj": "-|-",
 }
-OPERATORS = (*_COMPARISONS, "is", "in", "fts", "plfts", "phfts", "wfts")
 
 
 def filter_sql(table: str, column: str, operator: str, value: Any, types: Mapping[str, str]) -> str:
@@ -321,67 +317,3 @@ def select_sql(
     if limit is not None:
         statement += f" LIMIT {int(limit)}"
     return as_json_body(statement)
-
-
-# --------------------------------------------------------------------------- on SQLAlchemy
-
-
-def read_schema_cache(connection: Connection, schema: str = SCHEMA) -> Cache:
-    """PostgREST's schema cache of ``schema``, read now (a reloaded PostgREST's)."""
-    return schema_cache_of(send(connection, schema_cache_sql(schema)).fetchall())
-
-
-@contextmanager
-def request(
-    connection: Connection, role: str = SERVICE_ROLE, sub: Any = None, *, legacy: bool = False
-) -> Iterator[Connection]:
-    """One PostgREST request inside the caller's transaction: a savepoint, the role and
-    claims; rolled back to the savepoint at the end, so nothing it did is kept and the
-    caller's transaction stays usable (an error inside is re-raised)."""
-    savepoint = connection.begin_nested()
-    try:
-        send(connection, request_sql(role, sub, legacy=legacy))
-        yield connection
-    finally:
-        savepoint.rollback()
-
-
-def _rows(connection: Connection, statement: str) -> list[dict]:
-    return send(connection, statement).scalar_one()
-
-
-def rest_insert(
-    connection: Connection, table: str, payload: Mapping[str, Any], *, cache: Cache | None = None
-) -> list[dict]:
-    """Inside :func:`request`: the insert's rows (Pgrst204/Pgrst205 first)."""
-    cache = read_schema_cache(connection) if cache is None else cache
-    check_payload(table, list(payload), cache)
-    return _rows(connection, insert_sql(table, payload))
-
-
-def rest_update(
-    connection: Connection,
-    table: str,
-    payload: Mapping[str, Any],
-    filters: Sequence[Filter],
-    *,
-    cache: Cache | None = None,
-) -> list[dict]:
-    cache = read_schema_cache(connection) if cache is None else cache
-    check_payload(table, list(payload), cache)
-    return _rows(connection, update_sql(table, payload, filters, cache[table]))
-
-
-def rest_select(
-    connection: Connection,
-    table: str,
-    columns: Sequence[str],
-    filters: Sequence[Filter] = (),
-    order: Sequence[str] = (),
-    *,
-    limit: int | None = None,
-    cache: Cache | None = None,
-) -> list[dict]:
-    cache = read_schema_cache(connection) if cache is None else cache
-    check_table(table, cache)
-    return _rows(connection, select_sql(table, columns, filters, order, cache[table], limit))

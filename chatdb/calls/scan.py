@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl
 
-from chatdb.calls.model import Call, CallsFile, Filter, Order, Unresolved
+from chatdb.calls.model import OPERATIONS, WRITING, Call, CallsFile, Filter, Order, Unresolved
 from chatdb.calls.resolve import (
     Env,
     Mapping,
@@ -86,7 +86,6 @@ FILTER_METHODS = {
     "range_adjacent": "adj",
     "text_search": "fts",
 }
-WRITES = {"insert": "insert", "upsert": "upsert", "update": "update"}
 STORAGE_METHODS = {"list", "upload", "download", "remove", "get_public_url", "create_signed_url"}
 MISSING_COLUMN_WORDS = {"does not exist": "42703", "schema cache": "PGRST204"}
 UNSCANNED_HINT = (
@@ -466,8 +465,8 @@ class Builder:
         orders: list[Order] = []
         limit = None
         for name, call, negated in site.steps:
-            if name in WRITES:
-                operation = WRITES[name]
+            if name in WRITING:
+                operation = name
                 payload = call.args[0] if call.args else _keyword(call, "json")
                 writes = self.payload_keys(payload, f"the payload of the {name} on {table}")
             elif name == "delete":
@@ -889,11 +888,7 @@ def summary(result: ScanResult) -> list[str]:
     lines = [f"{len(result.calls)} calls on the chat tables, in {result.files} Python files:"]
     for table in TABLES:
         counts = per_table.get(table, Counter())
-        words = ", ".join(
-            f"{counts[op]} {op}"
-            for op in ("select", "insert", "update", "upsert", "delete")
-            if counts[op]
-        )
+        words = ", ".join(f"{counts[op]} {op}" for op in OPERATIONS if counts[op])
         lines.append(f"  {table}: {sum(counts.values())} ({words or 'none'})")
     lines.append(f"{len(result.unresolved)} unresolved" + (":" if result.unresolved else "."))
     lines += [f"  {u.render()}" for u in result.unresolved]

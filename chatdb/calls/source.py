@@ -147,14 +147,7 @@ class Module:
         return module
 
 
-_CHANGING_METHODS = {
-    "update": "update",
-    "pop": "pop",
-    "append": "append",
-    "extend": "extend",
-    "remove": "remove",
-    "setdefault": "setdefault",
-}
+_CHANGING_METHODS = frozenset({"update", "pop", "append", "extend", "remove", "setdefault"})
 
 
 def _index(
@@ -179,11 +172,8 @@ def _index(
         function.is_method = (
             class_node is not None and bool(positional) and positional[0].arg in ("self", "cls")
         )
-        statements = node.body
-    else:
-        statements = node.body  # a module
     module.functions.append(function)
-    for statement in statements:
+    for statement in node.body:  # a function's or the module's
         _walk(function, statement, node)
     return function
 
@@ -277,4 +267,4 @@ def _record(function: Function, node: ast.AST) -> None:
         and isinstance(node.func.value, ast.Name)
         and node.func.attr in _CHANGING_METHODS
     ):
-        _change(function, node.func.value.id, end(node), _CHANGING_METHODS[node.func.attr], node)
+        _change(function, node.func.value.id, end(node), node.func.attr, node)

@@ -50,11 +50,10 @@ class Broken:
     after: Outcome
 
     def __str__(self) -> str:
-        call, after = self.after.call, self.after
-        where = f"{call.where} {call.table} {call.operation}"
+        after = self.after
+        where = after.call.title
         if not after.ok:
-            named = f" {after.column}" if after.column else ""
-            return f"{where}: {after.code}{named}"
+            return f"{where}: {after.failure}"
         lost = [c for c in after.dropped if c not in self.before.dropped]
         return f"{where}: loses {', '.join(lost)} (the backend's retry drops it: 42703)"
 
@@ -167,8 +166,7 @@ class Guard:
         if comparison is None:
             return
         for fixed in comparison.fixed:
-            log.info("backend call fixed: %s %s %s", fixed.call.where, fixed.call.table,
-                     fixed.call.operation)  # fmt: skip
+            log.info("backend call fixed: %s", fixed.call.title)
         log.info("%s (%s)", comparison.summary(), self.source)
         if not comparison.broken:
             return

@@ -360,7 +360,7 @@ class Calls:
         return [
             c.summary(),
             *(f"BROKEN {broken}" for broken in c.broken),
-            *(f"fixed  {o.call.where} {o.call.table} {o.call.operation}" for o in c.fixed),
+            *(f"fixed  {o.call.title}" for o in c.fixed),
         ]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatdb.calls.check import read_calls_file
+from chatdb.calls.check import CALLS_FILE, read_calls_file  # in the project's folder
 from chatdb.calls.model import Call
 from chatdb.deploy import options
 from chatdb.deploy.locking import DeployOptions
@@ -23,7 +23,6 @@ from chatdb.deploy.online.settings import OnlineOptions
 from chatdb.failures import BadInput
 
 DEFAULT_CHANNEL = "pgrst"
-CALLS_FILE = Path("calls") / "backend.calls"  # in the project's folder
 CHANNEL_ENV = "PGRST_DB_CHANNEL"
 
 # The overrides of the guards, each an explicit -x the operator gives (docs/deploying.md).
@@ -48,7 +47,6 @@ class RunOptions:
     # The backend's calls a run keeps working (chatdb.deploy.calls_guard), read from the
     # calls file before anything connects, and where they were read from.
     calls: tuple[Call, ...] = ()
-    calls_file: Path | None = None
     calls_source: str = ""  # the file as the operator names it (relative to the project)
 
     @classmethod
@@ -82,7 +80,6 @@ class RunOptions:
             pgrst_channel=x.get("pgrst_channel") or environ.get(CHANNEL_ENV) or DEFAULT_CHANNEL,
             pgrst_reload=options.flag(x, "pgrst_reload", default=True),
             calls=tuple(read_calls_file(calls_file).calls) if calls_file else (),
-            calls_file=calls_file,
             calls_source=calls_source,
         )
 
