@@ -159,3 +159,18 @@ def test_a_calls_file_option_that_names_no_file_is_bad_input(head_db):
     result = alembic_cli("-x", "calls_file=calls/none.calls", "upgrade", "head", url=head_db.url)
     assert result.returncode == 2
     assert result.stdout.startswith("FAILED: -x calls_file='calls/none.calls': no such file")
+
+
+def test_the_plan_names_the_calls_file_it_ran(project_with_a_revision, head_db):
+    """With -x calls_file the plan runs that file's calls and says so: a heading naming
+    the project's file would tell the reader the wrong contract was checked."""
+    add_revision(project_with_a_revision, DROP_MESSAGE_TEXT)
+    other = project_with_a_revision / "calls" / "other.calls"
+    other.write_text("".join(f"{call.render()}\n" for call in WRITES_MESSAGE_TEXT))
+    planned = chatdb_run(
+        "plan", "-x", "calls_file=calls/other.calls", url=head_db.url, cwd=project_with_a_revision
+    )
+    assert planned.returncode == 1, planned.stdout + planned.stderr
+    assert "\nBackend calls (calls/other.calls, run as PostgREST runs them):\n" in planned.stdout
+    succeed, total, _, broken, _ = SUMMARY.search(planned.stdout).groups()
+    assert (succeed, total, broken) == ("0", str(len(WRITES_MESSAGE_TEXT)), total)

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 
 from chatdb import database, failures
 from chatdb import markdown as md
-from chatdb.deploy import calls_guard, rewrites, widening
+from chatdb.deploy import calls_guard, data_loss, rewrites, widening
 from chatdb.deploy.online.ops import PLAN_OLD
 from chatdb.deploy.online.steps import (
     AddColumn,
@@ -98,6 +98,7 @@ class Plan:
     rewrites: list[rewrites.Rewrite] = field(default_factory=list)
     estimates: dict[str, float] = field(default_factory=dict)  # the run's, as it logs them
     calls: calls_guard.Comparison | None = None
+    calls_source: str = ""  # the calls file as the operator names it
     finished: bool = False
 
     # ------------------------------------------------------------------ the run's hooks
@@ -108,6 +109,7 @@ class Plan:
         self.__dict__.update(fresh.__dict__)  # a retried attempt starts again
         connection = run.connection
         self.steps = list(steps)
+        self.calls_source = run.calls.source
         self.paths = run.online.paths
         self.estimates = dict(run.online.estimates)
         self.rewrites = [
@@ -241,7 +243,7 @@ class Plan:
         return AccessChanges(roles_created, cells, same_rows, bool(wider))
 
     def _calls(self) -> Calls:
-        return Calls(self.catalog_after is not None, self.calls)
+        return Calls(self.catalog_after is not None, self.calls, self.calls_source)
 
     def _hazards(self) -> Hazards:
         known = self.catalog_after is not None
@@ -351,6 +353,12 @@ class Calls:
 
     known: bool
     comparison: calls_guard.Comparison | None
+    source: str = ""  # the calls file, as the operator names it ("" without one)
+
+    @property
+    def title(self) -> str:
+        where = f"{self.source}, " if self.source else ""
+        return f"Backend calls ({where}run as PostgREST runs them)"
 
     def lines(self) -> list[str]:
         """The summary, then one line per broken call, then one per fixed call."""
@@ -394,7 +402,6 @@ LOCKS_TITLE = "Locks the run would hold until it commits (its own session's pg_l
 REWRITTEN = "Tables rewritten in the transaction (every row copied under ACCESS EXCLUSIVE)"
 WRITTEN_TITLE = "Rows the run would write (pg_stat_xact_user_tables)"
 CHANGED_TITLE = "Values the run would change (the revisions' backfills, column by column)"
-CALLS_TITLE = "Backend calls (calls/backend.calls, run as PostgREST runs them)"
 NO_CALLS_FILE = "no calls file"
 BROKEN_NOTE = (
     "BROKEN: the run refuses to break a call the backend makes unless "
@@ -402,7 +409,7 @@ BROKEN_NOTE = (
 )
 DROPPED_TITLE = "Values the run would drop (tables and columns holding values)"
 CREATED_NOTE = "a table the run creates: no client uses it yet"
-LOSSES = "the run refuses to drop values unless -x allow_data_loss=true (back them up first)"
+LOSSES = f"the run refuses to drop values unless -x {data_loss.OVERRIDE}=true (back them up first)"
 
 
 def _database_line(report: Report) -> str:
@@ -440,7 +447,7 @@ def as_text(report: Report) -> str:
         lines.append("  (none)")
     lines += ["", f"{ACCESS_TITLE}:"]
     lines += _access_text(report.access)
-    lines += ["", f"{CALLS_TITLE}:"]
+    lines += ["", f"{report.calls.title}:"]
     lines += _calls_text(report.calls)
     lines += ["", "Hazards:"]
     lines += _hazards_text(report.hazards)
@@ -533,7 +540,7 @@ def as_markdown(report: Report) -> str:
         lines += ["", *md.bullets(md.escape(sentence) for sentence in table.changes)]
     lines += ["", md.heading(3, md.escape(ACCESS_TITLE)), ""]
     lines += _access_markdown(report.access)
-    lines += ["", md.heading(3, md.escape(CALLS_TITLE)), ""]
+    lines += ["", md.heading(3, md.escape(report.calls.title)), ""]
     lines += _calls_markdown(report.calls)
     lines += ["", md.heading(3, "Hazards"), ""]
     lines += _hazards_markdown(report.hazards)

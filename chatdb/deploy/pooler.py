@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from sqlalchemy.engine import URL
 
+from chatdb.deploy import run_options
 from chatdb.failures import BadInput
 from chatdb.urls import mask_url
 
 TRANSACTION_POOLER_PORT = 6543
-OVERRIDE = "allow_transaction_pooler"
+OVERRIDE = run_options.ALLOW_TRANSACTION_POOLER
 
 
 def refuse_transaction_pooler(url: URL, allowed: bool) -> None:
