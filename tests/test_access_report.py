@@ -449,6 +449,20 @@ def test_a_filtered_policy_whose_condition_changes_is_a_changed_cell(head_db):
     assert_prediction_is_what_happens(head_db, predicted)
 
 
+def test_a_new_policy_on_auth_uid_reaches_no_row_for_anon(head_db):
+    """Putting 004's owner policies back (PUBLIC, conditions on auth.uid()): the
+    prediction must read anon's cells as chatdb access will once they run, none (the
+    planner proves the conditions false without a user id), or autogenerate reports an
+    opening for anon that the database never makes."""
+    declared = edited(models.DECLARED, policies=models.DECLARED.policies + OWNER_POLICIES)
+    report, script, predicted = report_for(head_db.url, declared)
+    anon = {(c.table, c.command): c.rows for c in predicted if c.role == "anon"}
+    assert set(anon.values()) == {access.NONE}, anon
+    assert not [line for line in report.changed if line.startswith("anon ")], report.changed
+    apply(head_db, script)
+    assert_prediction_is_what_happens(head_db, predicted)
+
+
 def test_a_new_table_reports_the_access_it_starts_with(head_db):
     metadata = models_copy()
     Table(

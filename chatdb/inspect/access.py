@@ -47,6 +47,7 @@ from chatdb.database import read_only
 from chatdb.failures import Refused, RolledBack, first_line
 
 if TYPE_CHECKING:
+    from chatdb.inspect.normalize import Normalizer
     from models.entities import Policy
 
 ROLES = ("anon", "authenticated", "service_role")
@@ -264,9 +265,13 @@ def matrix(
 
 
 def read_inputs(
-    connection: Connection, tables: Sequence[str] = TABLES, roles: Sequence[str] = ROLES
+    connection: Connection,
+    tables: Sequence[str] = TABLES,
+    roles: Sequence[str] = ROLES,
+    normalizer: Normalizer | None = None,
 ) -> Inputs:
-    """Read what decides access to ``tables`` for ``roles`` (PUBLIC included, if asked)."""
+    """Read what decides access to ``tables`` for ``roles`` (PUBLIC included, if asked);
+    ``normalizer``: one the caller has open, for the auth.uid() conditions."""
     tables, roles = tuple(tables), tuple(roles)
     real_roles = tuple(r for r in roles if r != PUBLIC)
     table_flags = _tables(connection, tables)
@@ -285,7 +290,7 @@ def read_inputs(
     policies = tuple(p for _, p in sorted(read_policies(connection, list(tables)).items()))
     membership = policy_role_membership(connection, policies, real_roles)
     userless_false = (
-        false_without_user_id(connection, policies)
+        false_without_user_id(connection, policies, normalizer)
         if any(role in WITHOUT_USER_ID for role in roles)
         else frozenset()
     )
@@ -303,24 +308,32 @@ def read_inputs(
 
 
 def false_without_user_id(
-    connection: Connection, policies: Sequence[Policy]
+    connection: Connection, policies: Sequence[Policy], normalizer: Normalizer | None = None
 ) -> frozenset[tuple[str, str]]:
     """The (table, expression) pairs among the policies' conditions that compare with
     auth.uid() and that PostgreSQL's planner proves false when it is NULL: planned as
     ``SELECT 1 FROM <table> WHERE (<expression, auth.uid() replaced by NULL>)``, their
     plan is the constant ``false``'s. A condition it cannot prove false (``auth.uid() IS
-    NULL OR ...``) is not in the set: it may let rows through, and is reported so."""
-    from chatdb.inspect.normalize import Normalizer  # models: see read_inputs
+    NULL OR ...``) is not in the set: it may let rows through, and is reported so. The
+    tables must exist; no condition on auth.uid(), no round trip."""
+    candidates = {
+        (policy.table, expression)
+        for policy in policies
+        for expression in (policy.using, policy.with_check)
+        if compares_with_uid(expression)
+    }
+    if not candidates:
+        return frozenset()
+    if normalizer is None:
+        from chatdb.inspect.normalize import Normalizer  # models: see read_inputs
 
-    found = set()
-    with Normalizer(connection) as normalizer:
-        for policy in policies:
-            for expression in (policy.using, policy.with_check):
-                if compares_with_uid(expression) and normalizer.is_false(
-                    policy.table, without_user_id(expression)
-                ):
-                    found.add((policy.table, expression))
-    return frozenset(found)
+        with Normalizer(connection) as opened:
+            return false_without_user_id(connection, policies, opened)
+    return frozenset(
+        (table, expression)
+        for table, expression in candidates
+        if normalizer.is_false(table, without_user_id(expression))
+    )
 
 
 def compute(inputs: Inputs) -> list[Cell]:

@@ -175,7 +175,7 @@ def predict(
     with Normalizer(connection) as normalizer:
         kept = access.existing_tables(connection, sorted(chat_tables))
         new = tuple(sorted(chat_tables - set(kept)))
-        before = access.read_inputs(connection, kept, REPORT_ROLES)
+        before = access.read_inputs(connection, kept, REPORT_ROLES, normalizer)
         before = dataclasses.replace(
             before, policies=tuple(_settled(p, normalizer) for p in before.policies)
         )
@@ -325,6 +325,11 @@ def _after(
         owners=owners,
         policies=tuple(policies),
         membership=membership,
+        # The declared conditions, not the live ones: a new policy on auth.uid() reaches
+        # no row for anon either (only a table that exists can be planned against).
+        userless_false=access.false_without_user_id(
+            connection, [p for p in policies if p.table in before.tables], normalizer
+        ),
     )
 
 
