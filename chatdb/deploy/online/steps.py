@@ -216,9 +216,10 @@ class BackfillGroup(Step):
     version elsewhere), behind the walk or past its end. So before the walk each column
     gets a helper trigger (BEFORE INSERT OR UPDATE) that applies the backfill to any row
     a client writes while its condition holds: every row is then either walked where it
-    lies or filled when written, and no second pass (sweep) is needed. ``kept_in_step``
-    says another trigger already does this (ConvertType's). The helpers are dropped in
-    the run's last transaction."""
+    lies or filled when written. The only second pass is the sweep of the pages whose
+    batch skipped a row a client held (SKIP LOCKED). ``kept_in_step`` says another
+    trigger already does this (ConvertType's). The helpers are dropped in the run's last
+    transaction."""
 
     backfills: tuple[Backfill, ...]
     kept_in_step: bool = False
@@ -233,11 +234,11 @@ class BackfillGroup(Step):
         return f"fill {columns} in batches of pages (one pass over the table)"
 
     def run(self, ex: Executor, options: OnlineOptions) -> None:
+        columns = table_columns(ex, self.table)
         if not self.kept_in_step:
-            columns = table_columns(ex, self.table)
             for b in self.backfills:
                 install_fill_trigger(ex, self.table, b.column, b.expression, b.condition, columns)
-        assignments, conditions = self._assignments(ex)
+        assignments, conditions = self._assignments(columns)
         if not conditions:
             return
         where = " OR ".join(f"({c})" for c in conditions)
@@ -335,9 +336,9 @@ class BackfillGroup(Step):
             for params in skipped
         )
 
-    def _assignments(self, ex: Executor) -> tuple[str, list[str]]:
-        """The SET list, each column assigned only where its own condition holds, and
-        the conditions of the columns that exist (a column to fill must exist)."""
+    def _assignments(self, columns: frozenset[str]) -> tuple[str, list[str]]:
+        """The SET list, each column assigned only where its own condition holds (an
+        ``also_set`` column only where the table has it), and the conditions."""
         sets, conditions = [], []
         extra: dict[str, str] = {}
         for b in self.backfills:
@@ -346,7 +347,7 @@ class BackfillGroup(Step):
             )
             conditions.append(b.condition)
             for column, value in b.also_set:
-                if column_exists(ex, self.table, column):
+                if column in columns:
                     extra[column] = value
         sets += [f"{column} = {value}" for column, value in extra.items()]
         return ", ".join(sets), conditions
@@ -452,19 +453,18 @@ def install_fill_trigger(
     column: str,
     expression: str,
     condition: str,
-    columns: frozenset[str] = frozenset(),
+    columns: frozenset[str],
 ) -> None:
     """The helper of a backfill (see BackfillGroup): a row written with ``condition``
     true gets ``column = expression``, as the backfill's UPDATE would give it.
     ``columns``: the table's, to read the condition on NEW in the trigger's WHEN."""
     function, trigger = fill_helper_names(table, column)
-    plain = condition == f"{column} IS NULL"
-    test = f"NEW.{column} IS NULL" if plain else f"(SELECT {condition} FROM (SELECT NEW.*) AS row_)"
     # WHEN keeps the function from being called at all for a row that does not need it:
     # every row the backfill itself writes, and most that clients write. A condition
     # WHEN cannot hold (a subquery) is tested inside the function only.
-    new_row = f"NEW.{column} IS NULL" if plain else on_new_row(condition, columns)
+    new_row = on_new_row(condition, columns)
     when = f"WHEN ({new_row}) " if new_row else ""
+    test = new_row or f"(SELECT {condition} FROM (SELECT NEW.*) AS row_)"
     ex.catalog(
         f"install the helper that fills {column} on write",
         f"CREATE OR REPLACE FUNCTION {qualified(function)}() RETURNS trigger "
