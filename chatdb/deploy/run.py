@@ -146,10 +146,9 @@ class Run:
         budget = self.deploy_options.lock_timeout.seconds or float("inf")
         started = time.monotonic()
         conn = self.connection
+        deadlock_timeout = session.WAITING_DEADLOCK_TIMEOUT
         session.send(
-            conn,
-            "DO $$ BEGIN PERFORM set_config('deadlock_timeout', '10ms', true); "
-            "EXCEPTION WHEN OTHERS THEN NULL; END $$",
+            conn, session.best_effort_sql("deadlock_timeout", deadlock_timeout, local=True)
         )
         session.send(conn, f"SELECT set_config('lock_timeout', '{LOCK_ATTEMPT_MS}ms', true)")
         attempt = 0

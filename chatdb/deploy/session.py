@@ -84,6 +84,20 @@ def autocommit(connection: Connection) -> Iterator[Connection]:
         quietly(restore, "isolation level")
 
 
+# deadlock_timeout while a lock is awaited under a short lock_timeout: PostgreSQL cancels
+# an autovacuum that blocks a waiting lock only when the waiter's deadlock check runs.
+WAITING_DEADLOCK_TIMEOUT = "10ms"
+
+
+def best_effort_sql(name: str, value: str, *, local: bool) -> str:
+    """``set_config(name, value, local)``, skipped where the role may not change the
+    setting (deadlock_timeout needs a superuser or GRANT SET)."""
+    return (
+        f"DO $$ BEGIN PERFORM set_config({literal(name)}, {literal(value)}, "
+        f"{'true' if local else 'false'}); EXCEPTION WHEN OTHERS THEN NULL; END $$"
+    )
+
+
 @contextmanager
 def setting(connection: Connection, name: str, value: str) -> Iterator[None]:
     """Set a session setting for one step, then put the session's value back (quietly:

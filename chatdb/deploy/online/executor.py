@@ -39,7 +39,6 @@ from chatdb.failures import StoppedPartWay
 log = logging.getLogger("chatdb.deploy.online")
 
 LOCK_TIMEOUT_MS = 50
-DEADLOCK_TIMEOUT_MS = 10  # while waiting under the short lock_timeout (short_locks)
 LOCK_ATTEMPTS = 60
 RETRY_DELAY_S = 0.05
 MAX_RETRY_DELAY_S = 1.0
@@ -126,7 +125,7 @@ class Executor:
         deadlock_timeout needs a superuser or GRANT SET."""
         saved = self.scalar("SELECT current_setting('deadlock_timeout')")
         with session.setting(self.connection, "lock_timeout", f"{LOCK_TIMEOUT_MS}ms"):
-            self._deadlock_timeout(f"{DEADLOCK_TIMEOUT_MS}ms")
+            self._deadlock_timeout(session.WAITING_DEADLOCK_TIMEOUT)
             try:
                 yield
             finally:
@@ -134,9 +133,7 @@ class Executor:
 
     def _deadlock_timeout(self, value: str) -> None:
         session.send(
-            self.connection,
-            f"DO $$ BEGIN PERFORM set_config('deadlock_timeout', '{value}', false); "
-            "EXCEPTION WHEN OTHERS THEN NULL; END $$",
+            self.connection, session.best_effort_sql("deadlock_timeout", value, local=False)
         )
 
     def retry_locks(self, what: str, action: Callable[[], Any]) -> Any:
