@@ -38,6 +38,7 @@ these are figures for docs/benchmark.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import re
@@ -601,11 +602,17 @@ def running_at(statements: list[Statement], moment: float) -> Statement | None:
     return max(candidates, key=lambda s: s.start, default=None)
 
 
+@functools.cache
+def original_texts() -> dict[str, str]:
+    """The hand-run files' texts by name, read once (describe runs per slow request)."""
+    return {path.name: path.read_text() for path in ORIGINAL_SQL.values()}
+
+
 def describe(statement: Statement) -> str:
     """A statement in one short line; a hand-run file is named."""
-    for path in ORIGINAL_SQL.values():
-        if path.read_text().startswith(statement.query[:200]):
-            return f"{path.name} (the whole file, one query string)"
+    for name, sql in original_texts().items():
+        if sql.startswith(statement.query[:200]):
+            return f"{name} (the whole file, one query string)"
     return shortened(statement.query)
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 import psycopg
 
 from chatdb.calls.model import CallsFile
+from chatdb.calls.postgrest import Cache
 from tests.drifted_table import WEBSITES, conversation_id
 from tests.postgrest import rest_insert, rest_select, rest_update, schema_cache
 
@@ -303,7 +304,6 @@ class SchemaCache(threading.Thread):
         super().__init__(daemon=True)
         self.url = url
         self.stopping = threading.Event()
-        self.reloads = 0
         with psycopg.connect(url, autocommit=True) as conn:
             self.cache = schema_cache(conn)
 
@@ -313,7 +313,6 @@ class SchemaCache(threading.Thread):
             while not self.stopping.is_set():
                 if any(True for _ in conn.notifies(timeout=0.2)):
                     self.cache = schema_cache(conn)
-                    self.reloads += 1
 
     def stop(self) -> None:
         self.stopping.set()
@@ -367,7 +366,10 @@ class ClientLoad:
         weights = [WEIGHTS[kind] for kind in kinds]
         mine: list[Op] = []
         conn: psycopg.Connection | None = None
-        shaped: dict[tuple[str, int], LoadCall | None] = {}
+        # Each kind's call shaped for the cache it was shaped for (a reload starts again;
+        # the cache is held, so it cannot be freed and another take its place).
+        shaped: dict[str, LoadCall | None] = {}
+        shaped_for: Cache | None = None
         while not self.stop.is_set():
             if conn is None or conn.closed:
                 start = time.perf_counter()
@@ -379,10 +381,11 @@ class ClientLoad:
                     continue
             kind = rng.choices(kinds, weights)[0]
             cache = self.cache.cache
-            key = (kind, id(cache))
-            if key not in shaped:
-                shaped[key] = self.calls[kind].on(cache.get(self.calls[kind].table, {}))
-            call = shaped[key]
+            if cache is not shaped_for:
+                shaped, shaped_for = {}, cache
+            if kind not in shaped:
+                shaped[kind] = self.calls[kind].on(cache.get(self.calls[kind].table, {}))
+            call = shaped[kind]
             if call is None:
                 continue
             start = time.perf_counter()

@@ -10,7 +10,6 @@ and that the project's arm filled every row without a client error.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 import re
@@ -185,19 +184,14 @@ def test_the_load_picks_the_backends_calls_by_their_facts(tmp_path):
     assert values["message_text"] and values["sender_type"] == "customer"
 
 
-@functools.cache
-def load_benchmark():
-    """benchmarks/bench_online.py as a module (it is a script, run by its path)."""
-    spec = importlib.util.spec_from_file_location("bench_online", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_module(name: str):
     """benchmarks/<name>.py (benchmarks is a package of the project folder)."""
     return importlib.import_module(f"benchmarks.{name}")
+
+
+def load_benchmark():
+    """benchmarks/bench_online.py, run as a script by its path, imported as a module."""
+    return load_module("bench_online")
 
 
 def test_lines_logged_with_a_duration_are_picked_from_chatdb_deploy_only():
