@@ -126,8 +126,7 @@ def test_the_pull_request_job_writes_the_plan_of_shape_d_into_the_summary(
     assert f"{ROLE}:\\*\\*\\*@" in written  # the URL, its password masked
     assert PASSWORD not in written + result.stdout + result.stderr
     assert "### Drift" in written or "### No drift" in written
-    if "not checked (this checkout has no `chatdb calls check`)" not in written:
-        assert "### The backend's calls after the deploy (chatdb calls check)" in written
+    assert "### The backend's calls after the deploy (chatdb calls check)" in written
 
 
 # A policy made by hand on production that still lets a signed-in user read conversations:

@@ -169,13 +169,6 @@ def command_env(**values: str | None) -> dict[str, str]:
     return env
 
 
-def has_command(*words: str) -> bool:
-    """True when ``chatdb <words> --help`` succeeds: the command exists in this checkout
-    (``chatdb calls check`` arrives with the calls work)."""
-    probe = subprocess.run([CHATDB, *words, "--help"], capture_output=True, text=True, check=False)
-    return probe.returncode == 0
-
-
 class Summary:
     """The job summary, in Markdown: lines are added in order and written once."""
 
@@ -205,6 +198,14 @@ def fenced_output(ran: Ran) -> list[str]:
     """A command's output in a collapsed block (for the summary)."""
     text = (ran.stdout + ran.stderr).strip() or "(no output)"
     return md.details(f"Output of {' '.join(_shown(ran.argv))}", md.fenced(text))
+
+
+def calls_section(summary: Summary, level: int, title: str, env: dict | None = None) -> int:
+    """``chatdb calls check`` into the summary, under a heading; its exit code."""
+    calls = run([CHATDB, "calls", "check"], env=env)
+    summary.add("", md.heading(level, title), "")
+    summary.add(*md.fenced((calls.stdout + calls.stderr).strip() or "(no output)"))
+    return calls.returncode
 
 
 def _shown(argv: list[str]) -> list[str]:

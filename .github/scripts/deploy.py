@@ -73,20 +73,16 @@ def main() -> int:
         summary.add(
             "", md.escape(f"chatdb drift could not check: {ci_job.outcome(drift.returncode)}")
         )
-    if not ci_job.has_command("calls", "check"):
-        summary.write()
-        return 0
-    calls = ci_job.run([ci_job.CHATDB, "calls", "check"])
-    summary.add("", md.heading(2, "The backend's calls on production (chatdb calls check)"), "")
-    summary.add(*md.fenced((calls.stdout + calls.stderr).strip() or "(no output)"))
-    if calls.returncode == 1:
+    title = "The backend's calls on production (chatdb calls check)"
+    calls = ci_job.calls_section(summary, 2, title)
+    if calls == 1:
         summary.add(
             "",
             "**The deploy succeeded and is kept, but a backend call fails on production**: "
             "the job fails so that somebody looks.",
         )
     summary.write()
-    return calls.returncode
+    return calls
 
 
 if __name__ == "__main__":

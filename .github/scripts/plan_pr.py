@@ -285,16 +285,11 @@ def after_the_deploy(summary: Summary, copy_env: dict[str, str], x_words: list[s
         return upgrade.returncode
     drift = ci_job.run([ci_job.CHATDB, "drift", "--format", "markdown"], env=copy_env)
     summary.block(md.demote(drift.stdout))
-    if not ci_job.has_command("calls", "check"):
-        command = md.code("chatdb calls check")
-        summary.add("", f"Backend calls: not checked (this checkout has no {command}).")
-        return 0
-    calls = ci_job.run([ci_job.CHATDB, "calls", "check"], env=copy_env)
-    summary.add("", md.heading(3, "The backend's calls after the deploy (chatdb calls check)"), "")
-    summary.add(*md.fenced((calls.stdout + calls.stderr).strip() or "(no output)"))
-    if calls.returncode == 1:
+    title = "The backend's calls after the deploy (chatdb calls check)"
+    calls = ci_job.calls_section(summary, 3, title, env=copy_env)
+    if calls == 1:
         summary.add("", "**A backend call would fail after this deploy**: the job fails.")
-    return calls.returncode
+    return calls
 
 
 if __name__ == "__main__":
